@@ -1,0 +1,33 @@
+# todo-api: `make run` serves the API, `make test` runs the whole suite. Both build .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
+
+.PHONY: run test lint format bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/todo-api serve
+
+test: $(STAMP) lint
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,90 @@
+-- Every statement on tasks. Each filters by user_id: ownership is enforced here, not only by routes.
+-- Timestamps are compared and stored as timestamptz; the API layer renders them in UTC.
+
+-- name: insert_task
+-- Create a task for its owner and return it.
+INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, tags, due_at)
+VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
+        CASE WHEN %(completed)s THEN now() END,
+        %(priority)s, %(tags)s, %(due_at)s)
+RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+          created_at, updated_at, version;
+
+-- name: get_task
+-- One task of its owner.
+SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+       created_at, updated_at, version
+FROM tasks
+WHERE user_id = %(user_id)s AND id = %(task_id)s;
+
+-- name: get_task_version
+-- The current version of one task, to tell "no such task" (404) from "version moved on" (412).
+SELECT version
+FROM tasks
+WHERE user_id = %(user_id)s AND id = %(task_id)s;
+
+-- name: update_task
+-- Set the fields named in %(fields)s (PUT names them all, PATCH those given), if the version
+-- still matches %(expected_version)s (NULL: any). completed_at follows a real flip of completed.
+UPDATE tasks
+SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title END,
+    description  = CASE WHEN 'description' = ANY(%(fields)s) THEN %(description)s ELSE description END,
+    priority     = CASE WHEN 'priority' = ANY(%(fields)s) THEN %(priority)s::task_priority ELSE priority END,
+    tags         = CASE WHEN 'tags' = ANY(%(fields)s) THEN %(tags)s ELSE tags END,
+    due_at       = CASE WHEN 'due_at' = ANY(%(fields)s) THEN %(due_at)s ELSE due_at END,
+    completed    = CASE WHEN 'completed' = ANY(%(fields)s) THEN %(completed)s ELSE completed END,
+    completed_at = CASE
+                     WHEN NOT 'completed' = ANY(%(fields)s) OR %(completed)s = completed THEN completed_at
+                     WHEN %(completed)s THEN now()
+                   END,
+    updated_at   = now(),
+    version      = version + 1
+WHERE user_id = %(user_id)s AND id = %(task_id)s
+  AND (%(expected_version)s::integer IS NULL OR version = %(expected_version)s::integer)
+RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+          created_at, updated_at, version;
+
+-- name: set_task_completed
+-- Set completed to %(completed)s, or toggle it when that is NULL, if the version still matches.
+UPDATE tasks
+SET completed    = COALESCE(%(completed)s, NOT completed),
+    completed_at = CASE
+                     WHEN COALESCE(%(completed)s, NOT completed) = completed THEN completed_at
+                     WHEN COALESCE(%(completed)s, NOT completed) THEN now()
+                   END,
+    updated_at   = now(),
+    version      = version + 1
+WHERE user_id = %(user_id)s AND id = %(task_id)s
+  AND (%(expected_version)s::integer IS NULL OR version = %(expected_version)s::integer)
+RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+          created_at, updated_at, version;
+
+-- name: delete_task
+-- Delete one task if the version still matches, and return it as it was.
+DELETE FROM tasks
+WHERE user_id = %(user_id)s AND id = %(task_id)s
+  AND (%(expected_version)s::integer IS NULL OR version = %(expected_version)s::integer)
+RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+          created_at, updated_at, version;
+
+-- name: list_tasks
+-- One page of the owner's tasks, plus one row to tell whether another page exists.
+-- listing.py fills {filters}, {after}, {sort_key} and {direction} from fixed fragments only.
+SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+       created_at, updated_at, version
+FROM tasks
+WHERE user_id = %(user_id)s {filters} {after}
+ORDER BY {sort_key} {direction}, id {direction}
+LIMIT %(page_size)s;
+
+-- name: count_tasks
+-- How many of the owner's tasks match the filters ({filters} as in list_tasks).
+SELECT count(*) AS total
+FROM tasks
+WHERE user_id = %(user_id)s {filters};
+
+-- name: get_cursor_key
+-- The key that signs listing cursors; kept in the database so every host shares it.
+SELECT secret
+FROM signing_keys
+WHERE name = 'cursor';

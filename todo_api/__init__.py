@@ -1,0 +1,79 @@
+"""todo-api: a multi-user task service. `create_app()` is the one place things are wired."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from . import auth, errors, health, tasks
+from .config import Settings, load_settings
+from .db import Database, QueryError
+from .logs import configure_logging
+
+MAX_BODY_BYTES = 64 * 1024
+_SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+request_log = logging.getLogger("todo_api.request")
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
+    """Build the app from `settings` (default: the environment). The pool opens on first use."""
+    settings = settings or load_settings()
+    if configure_logs:
+        configure_logging(settings.log_level, settings.log_format)
+    if settings.database_url is None:
+        from .config import ConfigError
+
+        raise ConfigError("DATABASE_URL", "is required (todo-api serve starts an embedded database when it is unset)")
+
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, TODO_API_SETTINGS=settings)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    database = Database(
+        settings.database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_pool_timeout,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    missing = sorted(set(tasks.QUERY_NAMES) - set(database.queries))
+    if missing:
+        raise QueryError(f"sql/ has no query named {', '.join(missing)}")
+    app.extensions["todo_api.db"] = database
+    app.extensions["todo_api.auth"] = auth.TokenVerifier(settings)
+
+    app.before_request(_start_request)
+    app.before_request(auth.guard_api_requests_without_view)
+    app.after_request(_finish_request)
+    errors.register_error_handlers(app)
+    app.register_blueprint(tasks.bp)
+    app.register_blueprint(health.bp)
+    return app
+
+
+def _start_request() -> None:
+    g.started = time.perf_counter()
+    sent = request.headers.get("X-Request-ID", "")
+    g.request_id = sent if _SANE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+
+
+def _finish_request(response: Response) -> Response:
+    response.headers["X-Request-ID"] = g.request_id
+    rule = request.url_rule
+    request_log.info(
+        "request",
+        extra={
+            "event": "request",
+            "method": request.method,
+            "route": rule.rule if rule is not None else None,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
+            "user_id": g.get("user_id"),
+        },
+    )
+    return response

@@ -1,0 +1,128 @@
+"""Bearer-token verification (API.md §1) and the decorator that guards views.
+
+Under /api/ authentication comes before everything else: 401 without a valid token, 403 when the
+token's user is not the path's {user_id}, and only then routing errors (404, 405) and the view.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import jwt
+from flask import current_app, g, request
+
+from .config import Settings
+from .errors import ApiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BARE_CHALLENGE = 'Bearer realm="api"'
+MAX_USER_ID_LENGTH = 255
+
+
+def _unauthorized(description: str | None = None) -> ApiError:
+    challenge = BARE_CHALLENGE
+    if description is not None:
+        challenge += f', error="invalid_token", error_description="{description}"'
+    return ApiError(401, headers={"WWW-Authenticate": challenge})
+
+
+class TokenVerifier:
+    """Turns a bearer token into the user id it speaks for, or raises a 401 ApiError."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._secret = settings.better_auth_secret
+        self._hmac_algorithms = list(settings.hmac_algorithms) if self._secret else []
+        self._options: dict[str, Any] = {
+            "require": ["exp"],
+            "verify_aud": settings.jwt_audience is not None,
+            "verify_iss": settings.jwt_issuer is not None,
+        }
+
+    def verify(self, token: str) -> str:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise _unauthorized("The token is malformed.") from None
+        algorithm = header.get("alg")
+        if algorithm not in self._hmac_algorithms:
+            raise _unauthorized("The token's algorithm is not accepted.")
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[algorithm],
+                options=self._options,
+                leeway=self.settings.jwt_leeway_seconds,
+                issuer=self.settings.jwt_issuer,
+                audience=self.settings.jwt_audience,
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized("The token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise _unauthorized("The token is not valid yet.") from None
+        except jwt.InvalidIssuerError:
+            raise _unauthorized("The token's issuer is not accepted.") from None
+        except jwt.InvalidAudienceError:
+            raise _unauthorized("The token's audience is not accepted.") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise _unauthorized(f"The token has no {error.claim} claim.") from None
+        except jwt.InvalidTokenError:
+            raise _unauthorized("The token's signature or claims are invalid.") from None
+        return self._user_id(claims)
+
+    def _user_id(self, claims: dict[str, Any]) -> str:
+        user_id = claims.get(self.settings.jwt_user_claim)
+        if not isinstance(user_id, str) or not user_id:
+            raise _unauthorized(f"The token's {self.settings.jwt_user_claim} claim must be a non-empty string.")
+        if len(user_id) > MAX_USER_ID_LENGTH or "\x00" in user_id:
+            raise _unauthorized(f"The token's {self.settings.jwt_user_claim} claim is not a usable user id.")
+        return user_id
+
+
+def _bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized()  # no bearer credentials at all: the bare challenge
+    return token
+
+
+def authenticate(path_user_id: str | None) -> str:
+    """Verify the request's token (401) and match its user to the path's (403)."""
+    verifier: TokenVerifier = current_app.extensions["todo_api.auth"]
+    user_id = verifier.verify(_bearer_token())
+    g.user_id = user_id
+    if path_user_id is not None and path_user_id != user_id:
+        raise ApiError(403)
+    return user_id
+
+
+def require_user(view: F) -> F:
+    """Let the view run only for a valid token whose user is the path's {user_id}."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        authenticate(kwargs["user_id"])
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_cors_preflight() -> bool:
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
+def guard_api_requests_without_view() -> None:
+    """before_request: requests under /api/ that no guarded view will see (unknown route, 405,
+    bad id, automatic OPTIONS) are authenticated here, so a 401 or 403 comes before 404/405."""
+    if not request.path.startswith("/api/") or is_cors_preflight():
+        return
+    if request.routing_exception is None and request.method != "OPTIONS":
+        return  # the view's @require_user does it
+    segments = request.path.split("/")
+    authenticate(segments[2] if len(segments) > 2 and segments[2] else None)

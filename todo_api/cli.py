@@ -1,0 +1,264 @@
+"""The `todo-api` command: serve, migrate, rollback, seed, token (OPERATIONS.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+import psycopg
+
+from .config import ConfigError, load_settings
+from .embedded import EmbeddedPostgres
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+DATA_DIR = PROJECT_ROOT / ".data"
+DEV_SECRET_FILE = DATA_DIR / "dev-secret"
+
+
+class CommandError(Exception):
+    """A failure to report as one line, without a traceback."""
+
+
+# --- the database the commands talk to -------------------------------------------------------
+
+
+def _database_url() -> str:
+    """DATABASE_URL, or the embedded development database (started if it is not running)."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return url
+    return EmbeddedPostgres(DATA_DIR / "postgres").start().url()
+
+
+def _yoyo_url(url: str) -> str:
+    # yoyo picks its driver from the scheme; psycopg 3 is `postgresql+psycopg`.
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+
+
+def _migrations():
+    from yoyo import get_backend, read_migrations
+
+    return get_backend(_yoyo_url(_database_url())), read_migrations(str(MIGRATIONS_DIR))
+
+
+def migrate() -> int:
+    """Apply pending migrations under yoyo's lock; return how many were applied."""
+    backend, migrations = _migrations()
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return len(pending)
+
+
+def rollback(count: int) -> int:
+    """Roll back the latest `count` applied migrations; return how many were rolled back."""
+    backend, migrations = _migrations()
+    with backend.lock():
+        latest = backend.to_rollback(migrations)[:count]
+        backend.rollback_migrations(latest)
+    return len(latest)
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+def _dev_secret(create: bool) -> str | None:
+    if DEV_SECRET_FILE.exists():
+        return DEV_SECRET_FILE.read_text().strip()
+    if not create:
+        return None
+    DATA_DIR.mkdir(exist_ok=True)
+    DEV_SECRET_FILE.write_text(secrets.token_urlsafe(48))
+    DEV_SECRET_FILE.chmod(0o600)
+    return DEV_SECRET_FILE.read_text().strip()
+
+
+def parse_ttl(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError("use a duration like 90s, 15m, 1h or 7d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+def make_token(user_id: str, ttl: timedelta) -> str:
+    """An HS256 token for `user_id`, signed with BETTER_AUTH_SECRET (or the dev secret)."""
+    development = not os.environ.get("DATABASE_URL")
+    secret = os.environ.get("BETTER_AUTH_SECRET") or _dev_secret(create=development)
+    if not secret:
+        raise CommandError(
+            "configuration error: BETTER_AUTH_SECRET is not set (and no .data/dev-secret exists: run make run)"
+        )
+    env = {**os.environ, "BETTER_AUTH_SECRET": secret}
+    settings = load_settings(env)
+    now = datetime.now(UTC)
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl}
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+# --- seed ------------------------------------------------------------------------------------
+
+_VERBS = ["Buy", "Call", "Email", "Fix", "Plan", "Review", "Write", "Book", "Pay", "Clean", "Read", "Prepare"]
+_OBJECTS = [
+    "milk",
+    "the plumber",
+    "quarterly report",
+    "dentist appointment",
+    "birthday gift",
+    "car insurance",
+    "garden fence",
+    "slides for Monday",
+    "library books",
+    "tax return",
+    "team offsite",
+    "bike tyre",
+]
+_TAGS = ["home", "work", "errands", "health", "finance", "family", "urgent", "someday"]
+
+
+def seed(users: int, tasks_per_user: int) -> list[str]:
+    """Insert realistic tasks for user-1 … user-N through the insert_task statement."""
+    from .db import Database
+
+    database = Database(_database_url(), min_size=1, max_size=1, timeout=30, statement_timeout_ms=60_000)
+    rng = random.Random(42)
+    now = datetime.now(UTC)
+    user_ids = [f"user-{n}" for n in range(1, users + 1)]
+    try:
+        with database.transaction() as run:
+            for user_id in user_ids:
+                for _ in range(tasks_per_user):
+                    completed = rng.random() < 0.3
+                    run.execute(
+                        "insert_task",
+                        {
+                            "user_id": user_id,
+                            "title": f"{rng.choice(_VERBS)} {rng.choice(_OBJECTS)}",
+                            "description": rng.choice([None, "", "Remember to check the details first."]),
+                            "completed": completed,
+                            "priority": rng.choice(["none", "none", "low", "medium", "high"]),
+                            "tags": rng.sample(_TAGS, rng.randint(0, 3)),
+                            "due_at": rng.choice([None, now + timedelta(hours=rng.randint(-48, 24 * 30))]),
+                        },
+                    )
+    finally:
+        database.close()
+    return user_ids
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+def serve(host: str, port: int, workers: int | None) -> int:
+    """Run gunicorn; with DATABASE_URL unset, on the embedded database (migrated first)."""
+    env = dict(os.environ)
+    embedded = None
+    if not env.get("DATABASE_URL", "").strip():
+        embedded = EmbeddedPostgres(DATA_DIR / "postgres").start()
+        env["DATABASE_URL"] = embedded.url()
+        if not (env.get("BETTER_AUTH_SECRET") or env.get("BETTER_AUTH_URL") or env.get("JWT_JWKS_URL")):
+            env["BETTER_AUTH_SECRET"] = _dev_secret(create=True) or ""
+        os.environ["DATABASE_URL"] = env["DATABASE_URL"]
+        applied = migrate()
+        print(
+            f"embedded PostgreSQL on {embedded.url()} (data in {embedded.data_dir}); {applied} migration(s) applied",
+            file=sys.stderr,
+        )
+    load_settings(env)  # one clear line now rather than a worker that fails to boot
+    env["PORT"] = str(port)
+    env["HOST"] = host
+    if workers:
+        env["WEB_CONCURRENCY"] = str(workers)
+    print(f"serving on http://{host}:{port}  (token for curl: .venv/bin/todo-api token alice)", file=sys.stderr)
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(PROJECT_ROOT / "gunicorn.conf.py"),
+        "--chdir",
+        str(PROJECT_ROOT),
+        "wsgi:app",
+    ]
+    server = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        server.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        return server.wait()
+    finally:
+        if embedded is not None:
+            time.sleep(0.1)
+            embedded.stop()
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="todo-api", description="The todo-api service and its tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="run the API under gunicorn")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    serve_cmd.add_argument("--workers", type=int, default=None, help="default: WEB_CONCURRENCY or 2 x cores + 1")
+
+    commands.add_parser("migrate", help="apply pending migrations")
+    rollback_cmd = commands.add_parser("rollback", help="roll back the latest migrations")
+    rollback_cmd.add_argument("--count", type=int, default=1)
+
+    seed_cmd = commands.add_parser("seed", help="fill the database with sample tasks and print tokens")
+    seed_cmd.add_argument("--users", type=int, default=3)
+    seed_cmd.add_argument("--tasks", type=int, default=20)
+
+    token_cmd = commands.add_parser("token", help="print an HS256 token for a user")
+    token_cmd.add_argument("user_id")
+    token_cmd.add_argument("--ttl", type=parse_ttl, default=timedelta(hours=1), help="e.g. 15m, 1h, 7d (default 1h)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args.host, args.port, args.workers)
+        if args.command == "migrate":
+            print(f"{migrate()} migration(s) applied")
+        elif args.command == "rollback":
+            print(f"{rollback(args.count)} migration(s) rolled back")
+        elif args.command == "seed":
+            for user_id in seed(args.users, args.tasks):
+                print(f"{user_id}\t{make_token(user_id, timedelta(hours=24))}")
+        elif args.command == "token":
+            print(make_token(args.user_id, args.ttl))
+    except (ConfigError, CommandError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as error:
+        print(f"database error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

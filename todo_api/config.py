@@ -1,0 +1,168 @@
+"""Environment → one frozen Settings object, validated once at start.
+
+Every variable of OPERATIONS.md is read here and nowhere else. A bad value raises ConfigError
+naming the variable; the entry points print that one line and exit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256", "PS256")
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; str() is the one line to show."""
+
+    def __init__(self, variable: str, problem: str):
+        super().__init__(f"configuration error: {variable} {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    better_auth_secret: str | None = None
+    better_auth_url: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_user_claim: str = "sub"
+    jwt_leeway_seconds: int = 30
+    db_pool_min_size: int = 1
+    db_pool_max_size: int = 10
+    db_pool_timeout: float = 5.0
+    db_statement_timeout_ms: int = 5000
+    log_level: str = "INFO"
+    log_format: str = "json"
+    cors_allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def jwks_url(self) -> str | None:
+        if self.jwt_jwks_url:
+            return self.jwt_jwks_url
+        if self.better_auth_url:
+            return self.better_auth_url.rstrip("/") + "/api/auth/jwks"
+        return None
+
+    @property
+    def hmac_algorithms(self) -> tuple[str, ...]:
+        return tuple(a for a in self.jwt_algorithms if a in HMAC_ALGORITHMS)
+
+    @property
+    def asymmetric_algorithms(self) -> tuple[str, ...]:
+        return tuple(a for a in self.jwt_algorithms if a in ASYMMETRIC_ALGORITHMS)
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(name, f"must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 600:
+        raise ConfigError(name, f"must be more than 0 and at most 600 seconds, got {raw}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    value = _text(env, name)
+    if value is not None and not value.startswith(tuple(s + "://" for s in schemes)):
+        raise ConfigError(name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    return value
+
+
+def _algorithms(env: Mapping[str, str], default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = _text(env, "JWT_ALGORITHMS")
+    if raw is None:
+        return default
+    names = tuple(dict.fromkeys(a.strip() for a in raw.split(",") if a.strip()))
+    known = HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS
+    unknown = [a for a in names if a not in known]
+    if unknown or not names:
+        raise ConfigError("JWT_ALGORITHMS", f"must list algorithms from {', '.join(known)}, got {raw!r}")
+    return names
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the environment; raise ConfigError on the first bad variable."""
+    env = os.environ if env is None else env
+
+    secret = env.get("BETTER_AUTH_SECRET") or None
+    if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError("BETTER_AUTH_SECRET", f"must be at least {MIN_SECRET_BYTES} bytes long")
+    auth_url = _url(env, "BETTER_AUTH_URL", ("http", "https"))
+    jwks_url = _url(env, "JWT_JWKS_URL", ("http", "https"))
+    if secret is None and auth_url is None and jwks_url is None:
+        raise ConfigError("BETTER_AUTH_SECRET", "is required unless BETTER_AUTH_URL or JWT_JWKS_URL is set")
+
+    default_algorithms = (("HS256",) if secret else ()) + (ASYMMETRIC_ALGORITHMS if auth_url or jwks_url else ())
+    algorithms = _algorithms(env, default_algorithms)
+    if secret is None and not any(a in ASYMMETRIC_ALGORITHMS for a in algorithms):
+        raise ConfigError("JWT_ALGORITHMS", "lists only HMAC algorithms but BETTER_AUTH_SECRET is unset")
+    if secret is not None and not (auth_url or jwks_url) and not any(a in HMAC_ALGORITHMS for a in algorithms):
+        raise ConfigError("JWT_ALGORITHMS", "lists no HMAC algorithm but only BETTER_AUTH_SECRET is set")
+
+    default_claim_source = auth_url.rstrip("/") if auth_url else None
+    user_claim = _text(env, "JWT_USER_CLAIM") or "sub"
+
+    min_size = _int(env, "DB_POOL_MIN_SIZE", 1, 0, 1000)
+    max_size = _int(env, "DB_POOL_MAX_SIZE", 10, 1, 1000)
+    if max_size < min_size:
+        raise ConfigError("DB_POOL_MAX_SIZE", f"must be at least DB_POOL_MIN_SIZE ({min_size})")
+
+    log_level = (_text(env, "LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
+    log_format = (_text(env, "LOG_FORMAT") or "json").lower()
+    if log_format not in ("json", "text"):
+        raise ConfigError("LOG_FORMAT", f"must be json or text, got {log_format!r}")
+
+    origins = tuple(o.strip().rstrip("/") for o in (_text(env, "CORS_ALLOWED_ORIGINS") or "").split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ConfigError("CORS_ALLOWED_ORIGINS", f"must list origins like https://app.example.com, got {origin!r}")
+
+    return Settings(
+        database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
+        better_auth_secret=secret,
+        better_auth_url=auth_url,
+        jwt_jwks_url=jwks_url,
+        jwt_algorithms=algorithms,
+        jwt_issuer=_text(env, "JWT_ISSUER") or default_claim_source,
+        jwt_audience=_text(env, "JWT_AUDIENCE") or default_claim_source,
+        jwt_user_claim=user_claim,
+        jwt_leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", 30, 0, 3600),
+        db_pool_min_size=min_size,
+        db_pool_max_size=max_size,
+        db_pool_timeout=_seconds(env, "DB_POOL_TIMEOUT", 5.0),
+        db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000),
+        log_level=log_level,
+        log_format=log_format,
+        cors_allowed_origins=origins,
+    )

@@ -1,0 +1,151 @@
+"""Pool lifecycle, the named-query loader, and the small helpers views run statements with.
+
+Each helper runs in its own transaction on a pooled connection: `SET LOCAL statement_timeout`
+first (transaction-scoped, so it also holds behind PgBouncer in transaction mode), then the
+statement, then COMMIT as the `with` block ends, before the response exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+Params = Mapping[str, Any]
+Row = dict[str, Any]
+
+
+class QueryError(Exception):
+    """The SQL files are malformed (a start-up error, never a request error)."""
+
+
+def load_queries(directory: Path = SQL_DIR) -> dict[str, sql.SQL]:
+    """Read every `-- name: verb_noun` block of every .sql file; a duplicate or empty block fails."""
+    queries: dict[str, sql.SQL] = {}
+    for path in sorted(directory.glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        names = list(_NAME_LINE.finditer(text))
+        for match, following in zip(names, [*names[1:], None], strict=True):
+            name = match.group(1)
+            body = text[match.end() : following.start() if following else len(text)]
+            statement = (
+                "\n".join(line for line in body.strip().splitlines() if not line.lstrip().startswith("--"))
+                .strip()
+                .rstrip(";")
+            )
+            if name in queries:
+                raise QueryError(f"{path.name}: query {name!r} is defined twice")
+            if not statement:
+                raise QueryError(f"{path.name}: query {name!r} has no statement")
+            queries[name] = sql.SQL(statement)  # type: ignore[arg-type]  # trusted file text
+    return queries
+
+
+class Database:
+    """One psycopg pool per process, opened on first use so it is never shared across a fork."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int,
+        max_size: int,
+        timeout: float,
+        statement_timeout_ms: int,
+        queries: dict[str, sql.SQL] | None = None,
+    ):
+        self.url = url
+        self.queries = load_queries() if queries is None else queries
+        self._statement_timeout = str(statement_timeout_ms)
+        self._pool_args = {"min_size": min_size, "max_size": max_size, "timeout": timeout}
+        self._pool: ConnectionPool | None = None
+        self._pool_pid: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is None or self._pool_pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pool_pid != os.getpid():
+                    self._pool = self._open_pool()
+                    self._pool_pid = os.getpid()
+                pool = self._pool
+        return pool
+
+    def _open_pool(self) -> ConnectionPool:
+        pool = ConnectionPool(
+            self.url,
+            open=False,
+            name="todo-api",
+            kwargs={"row_factory": dict_row, "connect_timeout": 5},
+            reconnect_timeout=0,  # keep retrying a lost database for ever; requests get 503 meanwhile
+            **self._pool_args,
+        )
+        pool.open(wait=False)  # a worker starts even while the database is down
+        return pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pool_pid == os.getpid():
+                self._pool.close(timeout=5)
+            self._pool = None
+
+    def discard_broken_connections(self) -> None:
+        """After a connection was lost, test the idle ones so the next request gets a live one."""
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.check()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Runner]:
+        """One transaction on a pooled connection, committed when the block ends without error."""
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", [self._statement_timeout])
+            yield Runner(cur, self.queries)
+
+    def fetch_one(self, name: str, params: Params) -> Row | None:
+        with self.transaction() as run:
+            return run.fetch_one(name, params)
+
+    def fetch_all(self, query: sql.Composable | str, params: Params) -> list[Row]:
+        with self.transaction() as run:
+            return run.fetch_all(query, params)
+
+    def ping(self) -> None:
+        with self.transaction() as run:
+            run.fetch_all(sql.SQL("SELECT 1"), {})
+
+
+class Runner:
+    """Runs named (or composed) statements on the cursor of one open transaction."""
+
+    def __init__(self, cursor: psycopg.Cursor[Row], queries: dict[str, sql.SQL]):
+        self._cursor = cursor
+        self._queries = queries
+
+    def _statement(self, query: sql.Composable | str) -> sql.Composable:
+        return self._queries[query] if isinstance(query, str) else query
+
+    def fetch_one(self, query: sql.Composable | str, params: Params) -> Row | None:
+        self._cursor.execute(self._statement(query), params)
+        return self._cursor.fetchone()
+
+    def fetch_all(self, query: sql.Composable | str, params: Params) -> list[Row]:
+        self._cursor.execute(self._statement(query), params)
+        return self._cursor.fetchall()
+
+    def execute(self, query: sql.Composable | str, params: Params) -> int:
+        self._cursor.execute(self._statement(query), params)
+        return self._cursor.rowcount

@@ -1,0 +1,112 @@
+"""Every error becomes the envelope of API.md §2. The only module that knows status codes.
+
+Views raise ApiError (or a werkzeug HTTPException); these handlers answer. A handler starts from
+the exception's own response so headers such as `Allow` and `WWW-Authenticate` survive.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from flask import Flask, Response, current_app, g, json
+from psycopg_pool import PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("todo_api.errors")
+
+RETRY_AFTER_SECONDS = "1"
+
+# Status → the error code clients branch on, and the sentence used when the raiser gave none.
+_CODES: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "The request could not be understood."),
+    401: ("unauthorized", "A valid bearer token is required."),
+    403: ("forbidden", "The token's user may not access this resource."),
+    404: ("not_found", "No such resource."),
+    405: ("method_not_allowed", "This method is not allowed on this resource."),
+    409: ("idempotency_conflict", "This Idempotency-Key was used for a different request."),
+    412: ("precondition_failed", "The resource does not match If-Match."),
+    413: ("payload_too_large", "The request body is larger than 64 KiB."),
+    415: ("unsupported_media_type", "The request body must be application/json."),
+    500: ("internal_error", "Something went wrong on our side."),
+    503: ("service_unavailable", "The service is temporarily unavailable; retry shortly."),
+}
+
+
+class ApiError(Exception):
+    """An error answer: status, code, message, details and extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        default_code, default_message = _CODES.get(status, _CODES[500])
+        super().__init__(message or default_message)
+        self.status = status
+        self.code = code or default_code
+        self.message = message or default_message
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+def validation_error(details: dict[str, list[str]]) -> ApiError:
+    return ApiError(400, "The request has invalid fields.", code="validation_error", details=details)
+
+
+def not_found(message: str = "No such task.") -> ApiError:
+    return ApiError(404, message)
+
+
+def envelope_response(status: int, code: str, message: str, details: dict[str, Any]) -> Response:
+    body = {
+        "data": None,
+        "error": {"code": code, "message": message, "details": details},
+        "meta": {"request_id": g.get("request_id")},
+    }
+    return current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _handle_api_error(error: ApiError) -> Response:
+    response = envelope_response(error.status, error.code, error.message, error.details)
+    response.headers.update(error.headers)
+    if error.status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def _handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    code, message = _CODES.get(status, (f"http_{status}", error.description or ""))
+    response = error.get_response()  # keeps Allow, WWW-Authenticate, ...
+    body = envelope_response(status, code, message, {})
+    response.set_data(body.get_data())
+    response.content_type = "application/json"
+    return response
+
+
+def _handle_database_unavailable(error: Exception) -> Response:
+    log.warning("database unavailable", extra={"event": "db.unavailable", "error_kind": type(error).__name__})
+    if isinstance(error, psycopg.OperationalError) and not isinstance(error, psycopg.errors.QueryCanceled):
+        current_app.extensions["todo_api.db"].discard_broken_connections()
+    return _handle_api_error(ApiError(503))
+
+
+def _handle_unexpected(error: Exception) -> Response:
+    log.error("unhandled exception", exc_info=error, extra={"event": "error"})
+    return _handle_api_error(ApiError(500))
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    # Pool exhausted past DB_POOL_TIMEOUT, connection refused or lost, statement cancelled.
+    app.register_error_handler(PoolTimeout, _handle_database_unavailable)
+    app.register_error_handler(psycopg.OperationalError, _handle_database_unavailable)
+    app.register_error_handler(Exception, _handle_unexpected)

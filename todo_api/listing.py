@@ -1,0 +1,201 @@
+"""The task listing: filters, sort keys and keyset pagination with signed, opaque cursors.
+
+The query is `list_tasks` from sql/tasks.sql with its `{filters}`, `{after}`, `{sort_key}` and
+`{direction}` holes filled from the fixed fragments below; user text only ever travels as a
+parameter. Sorting is always `(sort_key, id)` in one direction, so a page is one index range scan
+and the cursor is simply the last row's `(sort_key, id)`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from marshmallow import ValidationError
+from psycopg import sql
+
+from .schemas import PRIORITIES, format_timestamp
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """How one `sort` value orders rows: the SQL expression, the parameter type for the cursor."""
+
+    column: str
+    expression: sql.Composable
+    cast: sql.Composable
+    descending: bool
+
+
+def _timestamp_key(column: str, descending: bool) -> SortKey:
+    return SortKey(column, sql.Identifier(column), sql.SQL("timestamptz"), descending)
+
+
+# Tasks without due_at sort last in both directions: they take +infinity ascending, -infinity
+# descending. Each expression has an index of its own (migrations/0003).
+_DUE_ASC = sql.SQL("COALESCE(due_at, 'infinity'::timestamptz)")
+_DUE_DESC = sql.SQL("COALESCE(due_at, '-infinity'::timestamptz)")
+
+SORT_KEYS: dict[str, SortKey] = {}
+for _descending in (False, True):
+    _prefix = "-" if _descending else ""
+    SORT_KEYS[_prefix + "created_at"] = _timestamp_key("created_at", _descending)
+    SORT_KEYS[_prefix + "updated_at"] = _timestamp_key("updated_at", _descending)
+    SORT_KEYS[_prefix + "due_at"] = SortKey(
+        "due_at", _DUE_DESC if _descending else _DUE_ASC, sql.SQL("timestamptz"), _descending
+    )
+    SORT_KEYS[_prefix + "priority"] = SortKey(
+        "priority", sql.Identifier("priority"), sql.SQL("task_priority"), _descending
+    )
+    SORT_KEYS[_prefix + "title"] = SortKey("title", sql.Identifier("title"), sql.SQL("text"), _descending)
+
+# Each filter is a fixed fragment, used when its parameter is given.
+_FILTERS: dict[str, sql.SQL] = {
+    "pending": sql.SQL("AND NOT completed"),
+    "completed": sql.SQL("AND completed"),
+    "priority": sql.SQL("AND priority = ANY(%(priorities)s::task_priority[])"),
+    "tag": sql.SQL("AND lower_tags(tags) @> %(tags)s::text[]"),
+    "q": sql.SQL("AND (title ILIKE %(pattern)s OR description ILIKE %(pattern)s)"),
+    "due_after": sql.SQL("AND due_at >= %(due_after)s"),
+    "due_before": sql.SQL("AND due_at < %(due_before)s"),
+}
+_AFTER_ASC = sql.SQL("AND ({key}, id) > (%(after_key)s::{cast}, %(after_id)s)")
+_AFTER_DESC = sql.SQL("AND ({key}, id) < (%(after_key)s::{cast}, %(after_id)s)")
+
+MAX_TASK_ID = 2**63 - 1
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A loaded `ListQuerySchema` turned into SQL fragments and parameters."""
+
+    options: dict[str, Any]
+
+    @property
+    def sort(self) -> SortKey:
+        return SORT_KEYS[self.options["sort"]]
+
+    def filters(self) -> tuple[sql.Composable, dict[str, Any]]:
+        fragments: list[sql.Composable] = []
+        params: dict[str, Any] = {}
+        options = self.options
+        if options["status"] != "all":
+            fragments.append(_FILTERS[options["status"]])
+        if options["priority"]:
+            fragments.append(_FILTERS["priority"])
+            params["priorities"] = sorted(set(options["priority"]))
+        if options["tag"]:
+            fragments.append(_FILTERS["tag"])
+            params["tags"] = sorted({tag.lower() for tag in options["tag"]})
+        if options["q"] is not None:
+            fragments.append(_FILTERS["q"])
+            params["pattern"] = _like_pattern(options["q"])
+        for bound in ("due_after", "due_before"):
+            if options[bound] is not None:
+                fragments.append(_FILTERS[bound])
+                params[bound] = options[bound]
+        return sql.SQL(" ").join(fragments), params
+
+    def fingerprint(self) -> str:
+        """What a cursor is bound to: the sort and every filter, normalised."""
+        _, params = self.filters()
+        canonical = {
+            "sort": self.options["sort"],
+            "status": self.options["status"],
+            **{k: format_timestamp(v) if isinstance(v, datetime) else v for k, v in params.items()},
+        }
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class CursorCodec:
+    """Signs and checks cursors with a key kept in the database, shared by every host."""
+
+    def __init__(self, key: bytes):
+        self._key = key
+
+    def _signature(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+
+    def encode(self, query: ListQuery, row: dict[str, Any]) -> str:
+        key = row[query.sort.column]
+        if query.sort.column == "due_at" and key is None:
+            key = "-infinity" if query.sort.descending else "infinity"
+        elif isinstance(key, datetime):
+            key = key.isoformat()
+        payload = json.dumps([query.fingerprint(), key, row["id"]], separators=(",", ":")).encode()
+        return _b64(payload) + "." + _b64(self._signature(payload))
+
+    def decode(self, query: ListQuery, cursor: str) -> tuple[Any, int]:
+        """The (sort key, id) a cursor points after; ValidationError naming `cursor` otherwise."""
+        invalid = ValidationError({"cursor": ["Not a valid cursor for this listing."]})
+        try:
+            payload_text, signature_text = cursor.split(".")
+            payload = _unb64(payload_text)
+            if not hmac.compare_digest(_unb64(signature_text), self._signature(payload)):
+                raise invalid
+            fingerprint, key, task_id = json.loads(payload)
+        except (ValueError, TypeError):
+            raise invalid from None
+        if fingerprint != query.fingerprint():
+            raise ValidationError({"cursor": ["This cursor belongs to another sort or filter."]})
+        if not isinstance(task_id, int) or not 0 < task_id <= MAX_TASK_ID or not _key_fits(query.sort, key):
+            raise invalid
+        return key, task_id
+
+
+def _key_fits(sort: SortKey, key: Any) -> bool:
+    if not isinstance(key, str):
+        return False
+    if sort.column == "priority":
+        return key in PRIORITIES
+    if sort.column == "title":
+        return "\x00" not in key
+    if sort.column == "due_at" and key in ("infinity", "-infinity"):
+        return True
+    try:
+        return datetime.fromisoformat(key).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def build_list_statement(
+    template: sql.SQL, query: ListQuery, after: tuple[Any, int] | None
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """Fill `list_tasks` for one page; the caller adds user_id and the page size."""
+    filters, params = query.filters()
+    sort = query.sort
+    after_fragment: sql.Composable = sql.SQL("")
+    if after is not None:
+        pattern = _AFTER_DESC if sort.descending else _AFTER_ASC
+        after_fragment = pattern.format(key=sort.expression, cast=sort.cast)
+        params["after_key"], params["after_id"] = after
+    statement = template.format(
+        filters=filters,
+        after=after_fragment,
+        sort_key=sort.expression,
+        direction=sql.SQL("DESC" if sort.descending else "ASC"),
+    )
+    return statement, params
+
+
+def build_count_statement(template: sql.SQL, query: ListQuery) -> tuple[sql.Composed, dict[str, Any]]:
+    filters, params = query.filters()
+    return template.format(filters=filters), params

@@ -1,0 +1,89 @@
+"""Logging as OPERATIONS.md says: one JSON object per line on stderr (or plain text), with the
+request id of the request in flight. Task text, tokens and secrets are never passed to a logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import g, has_request_context
+
+# Attributes every LogRecord has; anything else was passed through `extra=` and is logged as a field.
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+def _request_id() -> str | None:
+    return g.get("request_id") if has_request_context() else None
+
+
+class JsonFormatter(logging.Formatter):
+    """ts, level, logger, msg, request_id, then the record's extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or _request_id()
+        if request_id is not None:
+            line["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key != "request_id":
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines for a terminal: time, level, logger, message, then key=value extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRIBUTES}
+        request_id = extras.pop("request_id", None) or _request_id()
+        fields = " ".join(f"{k}={v}" for k, v in extras.items())
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        text = f"{ts} {record.levelname:<7} {record.name} {record.getMessage()}"
+        if request_id:
+            text += f" request_id={request_id}"
+        if fields:
+            text += " " + fields
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Send the root logger (and so the app's and gunicorn's) to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(log_format))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("psycopg.pool", "werkzeug"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
+    """gunicorn's own lines (start, workers, errors) through the same formatter; no access log."""
+    handler = {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"app": {"()": make_formatter, "log_format": log_format}},
+        "handlers": {"stderr": handler},
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        },
+    }

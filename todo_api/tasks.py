@@ -1,0 +1,243 @@
+"""The tasks blueprint: the routes of API.md §4, each one named SQL statement in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, json, request, url_for
+from marshmallow import Schema, ValidationError
+
+from . import listing
+from .auth import require_user
+from .db import Database, Row
+from .errors import ApiError, not_found, validation_error
+from .schemas import complete_input, envelope, list_query, task_input, task_output, task_patch
+
+log = logging.getLogger("todo_api.tasks")
+
+bp = Blueprint("tasks", __name__, url_prefix="/api/<user_id>/tasks")
+
+# Every named statement the views run: checked against sql/ at start-up.
+QUERY_NAMES = (
+    "insert_task",
+    "get_task",
+    "get_task_version",
+    "update_task",
+    "set_task_completed",
+    "delete_task",
+    "list_tasks",
+    "count_tasks",
+    "get_cursor_key",
+)
+WRITABLE_FIELDS = ("title", "description", "completed", "priority", "tags", "due_at")
+TASK_ID = "<int(min=1, max=9223372036854775807):task_id>"
+
+
+def _db() -> Database:
+    return current_app.extensions["todo_api.db"]
+
+
+def _flatten(messages: Any) -> list[str]:
+    """Marshmallow nests list-item errors by index; the envelope wants plain lists of sentences."""
+    if isinstance(messages, dict):
+        return [
+            f"Item {key}: {text}" if isinstance(key, int) else text
+            for key, value in messages.items()
+            for text in _flatten(value)
+        ]
+    if isinstance(messages, list):
+        return [text for item in messages for text in _flatten(item)]
+    return [str(messages)]
+
+
+def _details(error: ValidationError) -> dict[str, list[str]]:
+    messages = error.normalized_messages()
+    return {field: _flatten(value) for field, value in messages.items()}
+
+
+def _json_body(required: bool = True) -> Any:
+    """The request's JSON body: 415 if not application/json, 400 if not JSON, None if absent."""
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    if not raw and not required:
+        return None
+    if request.mimetype != "application/json":
+        raise ApiError(415)
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "The request body is not valid JSON.") from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load(schema: Schema, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    try:
+        return schema.load(body)
+    except ValidationError as error:
+        raise validation_error(_details(error)) from None
+
+
+def _expected_version() -> int | None:
+    """The version If-Match asks for: None when absent or `*` (any existing task)."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag.startswith('"') and tag.endswith('"') and tag[1:-1].isdigit() and len(tag) < 12:
+            return int(tag[1:-1])
+    return 0  # only weak or malformed tags: strong comparison never matches, versions start at 1
+
+
+def _task_response(task: Row, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = envelope(task_output.dump(task), g.request_id)
+    response = current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
+    response.headers["ETag"] = f'"{task["version"]}"'
+    response.headers.update(headers or {})
+    return response
+
+
+def _missing_or_moved(user_id: str, task_id: int, expected_version: int | None) -> ApiError:
+    """A conditional write matched no row: 412 if the task exists at another version, else 404."""
+    if expected_version is not None and _db().fetch_one("get_task_version", {"user_id": user_id, "task_id": task_id}):
+        return ApiError(412)
+    return not_found()
+
+
+def _log_write(event: str, user_id: str, task_id: int) -> None:
+    log.info(event, extra={"event": event, "task_id": task_id, "user_id": user_id})
+
+
+@bp.get("")
+@require_user
+def list_tasks(user_id: str) -> Response:
+    """List the user's tasks, filtered, sorted and paged by cursor. 200; 400 on a bad parameter."""
+    try:
+        options = list_query.load_args(request.args)
+        query = listing.ListQuery(options)
+        codec = listing.CursorCodec(_cursor_key())
+        after = codec.decode(query, options["cursor"]) if options["cursor"] else None
+    except ValidationError as error:
+        raise validation_error(_details(error)) from None
+    statement, params = listing.build_list_statement(_db().queries["list_tasks"], query, after)
+    limit = options["limit"]
+    meta: dict[str, Any] = {}
+    with _db().transaction() as run:
+        rows = run.fetch_all(statement, {**params, "user_id": user_id, "page_size": limit + 1})
+        if options["total"]:
+            count_statement, count_params = listing.build_count_statement(_db().queries["count_tasks"], query)
+            meta["total"] = run.fetch_one(count_statement, {**count_params, "user_id": user_id})["total"]  # type: ignore[index]
+    page = rows[:limit]
+    next_cursor = codec.encode(query, page[-1]) if len(rows) > limit else None
+    body = envelope(
+        task_output.dump(page, many=True),
+        g.request_id,
+        count=len(page),
+        limit=limit,
+        next_cursor=next_cursor,
+        **meta,
+    )
+    return current_app.response_class(json.dumps(body), status=200, mimetype="application/json")
+
+
+def _cursor_key() -> bytes:
+    key = current_app.config.get("TODO_API_CURSOR_KEY")
+    if key is None:
+        row = _db().fetch_one("get_cursor_key", {})
+        if row is None:
+            raise RuntimeError("signing_keys has no 'cursor' row: run `todo-api migrate`")
+        key = current_app.config["TODO_API_CURSOR_KEY"] = bytes(row["secret"])
+    return key
+
+
+@bp.post("")
+@require_user
+def create_task(user_id: str) -> Response:
+    """Create a task. 201 with Location and ETag; 400, 413, 415."""
+    fields = _load(task_input, _json_body())
+    task = _db().fetch_one("insert_task", {**fields, "user_id": user_id})
+    assert task is not None
+    _log_write("task.created", user_id, task["id"])
+    location = url_for("tasks.get_task", user_id=user_id, task_id=task["id"])
+    return _task_response(task, 201, {"Location": location})
+
+
+@bp.get(f"/{TASK_ID}")
+@require_user
+def get_task(user_id: str, task_id: int) -> Response:
+    """Read one task. 200 with ETag; 304 when If-None-Match matches; 404."""
+    task = _db().fetch_one("get_task", {"user_id": user_id, "task_id": task_id})
+    if task is None:
+        raise not_found()
+    etag = f'"{task["version"]}"'
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and _weak_match(if_none_match, etag):
+        return current_app.response_class(status=304, headers={"ETag": etag})
+    return _task_response(task)
+
+
+def _weak_match(header: str, etag: str) -> bool:
+    """If-None-Match uses the weak comparison: W/"3" matches "3"."""
+    candidates = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+def _update(user_id: str, task_id: int, fields: dict[str, Any]) -> Response:
+    expected_version = _expected_version()
+    params = {field: fields.get(field) for field in WRITABLE_FIELDS}
+    params.update(user_id=user_id, task_id=task_id, fields=list(fields), expected_version=expected_version)
+    task = _db().fetch_one("update_task", params)
+    if task is None:
+        raise _missing_or_moved(user_id, task_id, expected_version)
+    _log_write("task.updated", user_id, task_id)
+    return _task_response(task)
+
+
+@bp.put(f"/{TASK_ID}")
+@require_user
+def replace_task(user_id: str, task_id: int) -> Response:
+    """Replace every writable field (omitted ones take defaults). 200 with ETag; 400, 404, 412, 413, 415."""
+    return _update(user_id, task_id, _load(task_input, _json_body()))
+
+
+@bp.patch(f"/{TASK_ID}")
+@require_user
+def patch_task(user_id: str, task_id: int) -> Response:
+    """Change only the fields given. 200 with ETag; 400, 404, 412, 413, 415."""
+    return _update(user_id, task_id, _load(task_patch, _json_body()))
+
+
+@bp.patch(f"/{TASK_ID}/complete")
+@require_user
+def complete_task(user_id: str, task_id: int) -> Response:
+    """Toggle completed (no body) or set it ({"completed": bool}). 200 with ETag; 400, 404, 412, 415."""
+    body = _json_body(required=False)
+    completed = None if body is None else _load(complete_input, body)["completed"]
+    expected_version = _expected_version()
+    task = _db().fetch_one(
+        "set_task_completed",
+        {"user_id": user_id, "task_id": task_id, "completed": completed, "expected_version": expected_version},
+    )
+    if task is None:
+        raise _missing_or_moved(user_id, task_id, expected_version)
+    _log_write("task.completed" if task["completed"] else "task.reopened", user_id, task_id)
+    return _task_response(task)
+
+
+@bp.delete(f"/{TASK_ID}")
+@require_user
+def delete_task(user_id: str, task_id: int) -> Response:
+    """Delete a task. 200 with the deleted task and its last ETag; 404, 412."""
+    expected_version = _expected_version()
+    task = _db().fetch_one(
+        "delete_task", {"user_id": user_id, "task_id": task_id, "expected_version": expected_version}
+    )
+    if task is None:
+        raise _missing_or_moved(user_id, task_id, expected_version)
+    _log_write("task.deleted", user_id, task_id)
+    return _task_response(task)
