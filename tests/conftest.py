@@ -1,0 +1,243 @@
+"""Fixtures: a real, throwaway PostgreSQL (embedded unless TEST_DATABASE_URL is given), migrated
+once per session (and rolled back and re-applied once, which exercises the rollback files), the
+app on it, and per-test users so tests never see each other's tasks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from todo_api import create_app
+from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT, _yoyo_url
+from todo_api.config import Settings
+from todo_api.embedded import EmbeddedPostgres
+
+SECRET = "test-secret-that-is-long-enough-0123456789"
+
+
+def migrate_all(url: str) -> None:
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(_yoyo_url(url))
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        backend.apply_migrations(backend.to_apply(migrations))
+        backend.rollback_migrations(backend.to_rollback(migrations))
+        backend.apply_migrations(backend.to_apply(migrations))
+    backend.connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres | None]:
+    """The embedded server of this session (None when TEST_DATABASE_URL names a server)."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield None
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), durable=False).start()
+    yield server
+    server.stop(mode="immediate")
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: EmbeddedPostgres | None) -> str:
+    url = os.environ.get("TEST_DATABASE_URL") or postgres.url()  # type: ignore[union-attr]
+    migrate_all(url)
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "better_auth_secret": SECRET,
+        "db_pool_min_size": 1,
+        "db_pool_max_size": 4,
+        "db_pool_timeout": 2.0,
+        "log_format": "json",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings):
+    application = create_app(settings)
+    application.testing = True
+    yield application
+    application.extensions["todo_api.db"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """A direct connection for checking what the database holds after a request."""
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as connection:
+        yield connection
+
+
+def make_token(user_id: Any, *, secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    now = datetime.now(UTC)
+    payload = {"sub": user_id, "iat": now, "exp": now + timedelta(minutes=15), **claims}
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+class Api:
+    """A test client speaking for one user: paths are relative to /api/{user_id}/tasks."""
+
+    def __init__(self, client, user_id: str):
+        self.client = client
+        self.user_id = user_id
+        self.token = make_token(user_id)
+        self.base = f"/api/{user_id}/tasks"
+
+    def request(self, method: str, path: str = "", *, headers: dict[str, str] | None = None, **kwargs: Any):
+        all_headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        return self.client.open(self.base + path, method=method, headers=all_headers, **kwargs)
+
+    def get(self, path: str = "", **kwargs: Any):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str = "", **kwargs: Any):
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str = "", **kwargs: Any):
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str = "", **kwargs: Any):
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str = "", **kwargs: Any):
+        return self.request("DELETE", path, **kwargs)
+
+    def create(self, **fields: Any) -> dict[str, Any]:
+        response = self.post(json={"title": "A task", **fields})
+        assert response.status_code == 201, response.json
+        return response.json["data"]
+
+
+@pytest.fixture
+def make_api(client) -> Callable[[], Api]:
+    def factory() -> Api:
+        return Api(client, f"user-{uuid.uuid4().hex[:12]}")
+
+    return factory
+
+
+@pytest.fixture
+def api(make_api) -> Api:
+    return make_api()
+
+
+@pytest.fixture
+def other_api(make_api) -> Api:
+    return make_api()
+
+
+def assert_error(response, status: int, code: str) -> dict[str, Any]:
+    """The response is the error envelope of API.md §2 with this status and code."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.json
+    assert body["data"] is None
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["details"], dict)
+    assert body["meta"]["request_id"] == response.headers["X-Request-ID"]
+    return body["error"]
+
+
+def task_row(conn, task_id: int) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM tasks WHERE id = %s", [task_id]).fetchone()
+
+
+# --- real processes on loopback -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """The service under a real gunicorn on 127.0.0.1, configured by environment like production."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(env.pop("LOG_PATH", "/dev/null"))
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BETTER_AUTH", "JWT_"))}
+        full_env.update(env, PORT=str(self.port), HOST="127.0.0.1", WEB_CONCURRENCY=str(workers))
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=PROJECT_ROOT,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"gunicorn exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}"
+                )
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("gunicorn did not become ready")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    servers: list[Gunicorn] = []
+
+    def start(env: dict[str, str], workers: int = 2) -> Gunicorn:
+        server = Gunicorn({"LOG_PATH": str(tmp_path / f"gunicorn-{len(servers)}.log"), **env}, workers)
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
