@@ -9,7 +9,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from . import auth, errors, health, tasks
+from . import auth, errors, health, openapi, tasks
 from .config import Settings, load_settings
 from .db import Database, QueryError
 from .logs import configure_logging
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         raise QueryError(f"sql/ has no query named {', '.join(missing)}")
     app.extensions["todo_api.db"] = database
     app.extensions["todo_api.auth"] = auth.TokenVerifier(settings)
+    app.extensions["todo_api.openapi"] = openapi.document_bytes()
 
     app.before_request(_start_request)
     app.before_request(auth.guard_api_requests_without_view)
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     errors.register_error_handlers(app)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     return app
 
 
