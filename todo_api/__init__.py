@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.before_request(auth.guard_api_requests_without_view)
     app.after_request(_finish_request)
     errors.register_error_handlers(app)
+    app.url_map.converters["task_id"] = tasks.TaskIdConverter
     app.register_blueprint(tasks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, json, request, url_for
 from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
 
 from . import listing
 from .auth import require_user
@@ -31,7 +33,22 @@ QUERY_NAMES = (
     "get_cursor_key",
 )
 WRITABLE_FIELDS = ("title", "description", "completed", "priority", "tags", "due_at")
-TASK_ID = "<int(min=1, max=9223372036854775807):task_id>"
+TASK_ID = "<task_id:task_id>"
+MAX_TASK_ID = 2**63 - 1
+
+
+class TaskIdConverter(BaseConverter):
+    """`{task_id}`: digits; one out of range is a 404 for every method. (werkzeug's own `int(min, max)`
+    turns a range miss into a 405 when the path has rules for other methods.)"""
+
+    regex = r"[0-9]+"
+    part_isolating = True
+
+    def to_python(self, value: str) -> int:
+        digits = value.lstrip("0")
+        if not digits or len(digits) > len(str(MAX_TASK_ID)) or int(digits) > MAX_TASK_ID:
+            raise NotFound()  # routing runs before the request context exists: no ApiError here
+        return int(digits)
 
 
 def _db() -> Database:
