@@ -28,3 +28,15 @@ def test_zero_padded_task_id_names_the_same_task(api):
     response = api.get(f"/{task['id']:025d}")
     assert response.status_code == 200
     assert response.json["data"]["id"] == task["id"]
+
+
+@pytest.mark.parametrize("key", ["", " ", "key with spaces", "x" * 256, "caf\u00e9"])
+def test_malformed_idempotency_key_is_a_400_naming_the_header(api, key):
+    response = api.post(json={"title": "x"}, headers={"Idempotency-Key": key.encode("utf-8").decode("latin-1")})
+    error = assert_error(response, 400, "validation_error")
+    assert list(error["details"]) == ["Idempotency-Key"]
+
+
+def test_well_formed_idempotency_key_is_accepted(api):
+    response = api.post(json={"title": "x"}, headers={"Idempotency-Key": "a" * 255})
+    assert response.status_code == 201

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, json, request, url_for
@@ -35,6 +36,7 @@ QUERY_NAMES = (
 WRITABLE_FIELDS = ("title", "description", "completed", "priority", "tags", "due_at")
 TASK_ID = "<task_id:task_id>"
 MAX_TASK_ID = 2**63 - 1
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class TaskIdConverter(BaseConverter):
@@ -176,6 +178,9 @@ def _cursor_key() -> bytes:
 @require_user
 def create_task(user_id: str) -> Response:
     """Create a task. 201 with Location and ETag; 400, 413, 415."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise validation_error({"Idempotency-Key": ["Must be 1-255 visible ASCII characters."]})
     fields = _load(task_input, _json_body())
     task = _db().fetch_one("insert_task", {**fields, "user_id": user_id})
     assert task is not None
