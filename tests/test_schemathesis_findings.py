@@ -40,3 +40,17 @@ def test_malformed_idempotency_key_is_a_400_naming_the_header(api, key):
 def test_well_formed_idempotency_key_is_accepted(api):
     response = api.post(json={"title": "x"}, headers={"Idempotency-Key": "a" * 255})
     assert response.status_code == 201
+
+
+def test_complete_with_a_json_null_body_is_400_not_a_toggle(api, conn):
+    task = api.create()
+    response = api.patch(f"/{task['id']}/complete", data="null", content_type="application/json")
+    assert_error(response, 400, "bad_request")
+    assert api.get(f"/{task['id']}").json["data"]["version"] == 1
+
+
+def test_complete_without_a_body_still_toggles(api):
+    task = api.create()
+    response = api.patch(f"/{task['id']}/complete")
+    assert response.status_code == 200
+    assert response.json["data"]["completed"] is True

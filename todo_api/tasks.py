@@ -37,6 +37,7 @@ WRITABLE_FIELDS = ("title", "description", "completed", "priority", "tags", "due
 TASK_ID = "<task_id:task_id>"
 MAX_TASK_ID = 2**63 - 1
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+NO_BODY = object()  # an absent body, told apart from a JSON `null` (which is not an object: a 400)
 
 
 class TaskIdConverter(BaseConverter):
@@ -76,10 +77,10 @@ def _details(error: ValidationError) -> dict[str, list[str]]:
 
 
 def _json_body(required: bool = True) -> Any:
-    """The request's JSON body: 415 if not application/json, 400 if not JSON, None if absent."""
+    """The request's JSON body: 415 if not application/json, 400 if not JSON, NO_BODY if absent."""
     raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
     if not raw and not required:
-        return None
+        return NO_BODY
     if request.mimetype != "application/json":
         raise ApiError(415)
     try:
@@ -239,7 +240,7 @@ def patch_task(user_id: str, task_id: int) -> Response:
 def complete_task(user_id: str, task_id: int) -> Response:
     """Toggle completed (no body) or set it ({"completed": bool}). 200 with ETag; 400, 404, 412, 415."""
     body = _json_body(required=False)
-    completed = None if body is None else _load(complete_input, body)["completed"]
+    completed = None if body is NO_BODY else _load(complete_input, body)["completed"]
     expected_version = _expected_version()
     task = _db().fetch_one(
         "set_task_completed",
