@@ -54,3 +54,24 @@ def test_complete_without_a_body_still_toggles(api):
     response = api.patch(f"/{task['id']}/complete")
     assert response.status_code == 200
     assert response.json["data"]["completed"] is True
+
+
+@pytest.mark.parametrize("due_at", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"])
+def test_timestamp_outside_years_1_to_9999_in_utc_is_a_400_not_a_500(api, due_at):
+    # PostgreSQL stores it, and psycopg then cannot read it back into a Python datetime.
+    error = assert_error(api.post(json={"title": "x", "due_at": due_at}), 400, "validation_error")
+    assert list(error["details"]) == ["due_at"]
+    error = assert_error(api.get(query_string={"due_before": due_at}), 400, "validation_error")
+    assert list(error["details"]) == ["due_before"]
+
+
+def test_timestamp_at_the_edge_of_the_range_is_accepted(api):
+    task = api.create(due_at="9999-12-31T23:59:59+05:00")
+    assert task["due_at"] == "9999-12-31T18:59:59Z"
+
+
+def test_lowercase_t_and_z_of_rfc_3339_are_accepted(api):
+    task = api.create(due_at="2026-07-12t20:05:09.5z")
+    assert task["due_at"] == "2026-07-12T20:05:09.500000Z"
+    response = api.get(query_string={"due_after": "2026-07-12t20:05:09z"})
+    assert [t["id"] for t in response.json["data"]] == [task["id"]]

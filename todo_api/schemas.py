@@ -28,9 +28,14 @@ def parse_timestamp(value: Any) -> datetime:
     if not isinstance(value, str) or not _RFC3339.match(value):
         raise ValidationError("Must be an RFC 3339 timestamp with an offset, like 2026-12-01T09:00:00+01:00.")
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows `t` and `z`; Python 3.11 reads only `Z`
     except ValueError:
         raise ValidationError("Not a valid date and time.") from None
+    try:  # in UTC it must still fit years 1-9999, or the database hands back what Python cannot read
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("Must be between years 1 and 9999 in UTC.") from None
+    return parsed
 
 
 class Text(fields.String):
