@@ -21,6 +21,7 @@ from marshmallow import fields, validate
 
 from .errors import not_found
 from .schemas import (
+    MAX_TAGS,
     PRIORITIES,
     READ_ONLY_FIELDS,
     CompleteSchema,
@@ -50,6 +51,17 @@ TASK_ID_MAX = 2**63 - 1
 NO_NUL = r"^[^\x00]*$"
 NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 VISIBLE_ASCII = r"^[\x21-\x7e]+$"
+# RFC 3339 with an offset, as `Timestamp` reads it: no year 0, no leap second, at most 9 fraction digits.
+TIMESTAMP = (
+    r"^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}"  # a date, not in year 0
+    r"[Tt][0-9]{2}:[0-9]{2}:(?!60)[0-9]{2}(\.[0-9]{1,9})?"  # a time, no leap second
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"  # an offset
+)
+
+TAGS = (
+    f"Each trimmed, 1-50 characters. Duplicates (case-insensitive) are dropped, the first spelling kept; "
+    f"at most {MAX_TAGS} remain (the server counts after dropping them, so a longer list with duplicates passes)."
+)
 
 # API.md §2: status → (response component, the error codes it carries, when).
 ERRORS: dict[int, tuple[str, tuple[str, ...], str]] = {
@@ -138,7 +150,8 @@ on success, `{"data": null, "error": {"code", "message", "details"}, "meta": {..
 Every response carries `X-Request-ID` (the client's own when it sent a sane one, 1-128 visible
 ASCII characters), which is also `meta.request_id` and in every log line of the request.
 
-Timestamps are RFC 3339: returned in UTC with `Z`; on input an explicit offset is required."""
+Timestamps are RFC 3339: returned in UTC with `Z`; on input an explicit offset is required, and
+the instant must fall within years 1-9999 in UTC."""
 
 
 def build_document() -> dict[str, Any]:
@@ -174,7 +187,9 @@ def build_document() -> dict[str, Any]:
 
 
 def _text_rules(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
-    """apispec attribute function: what `Text` refuses (NUL; blank once trimmed) as a pattern."""
+    """apispec attribute function: what `Text` and `Timestamp` refuse, as a pattern."""
+    if isinstance(field, Timestamp):
+        return {"pattern": TIMESTAMP}
     if not isinstance(field, Text):
         return {}
     must_have_text = field.strip and any(
@@ -207,7 +222,7 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     spec.components.schema("Task", task)
 
     task_input = converter.schema2jsonschema(TaskInputSchema(exclude=READ_ONLY_FIELDS))
-    task_input["properties"]["tags"]["default"] = []
+    task_input["properties"]["tags"].update(default=[], maxItems=MAX_TAGS, description=TAGS)
     task_input["description"] = (
         "Every writable field; omitted ones take their defaults. Strings are trimmed where the rules say so "
         "(title, tags) and limits apply after trimming. Unknown and read-only fields are a 400."
@@ -215,6 +230,7 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     spec.components.schema("TaskInput", task_input)
 
     task_patch = converter.schema2jsonschema(TaskPatchSchema(exclude=READ_ONLY_FIELDS))
+    task_patch["properties"]["tags"].update(maxItems=MAX_TAGS, description=TAGS)
     task_patch["minProperties"] = 1
     task_patch["description"] = "Only the fields to change, at least one. Unknown and read-only fields are a 400."
     spec.components.schema("TaskPatch", task_patch)
@@ -337,8 +353,9 @@ def _add_parameters(spec: APISpec, converter: Any) -> None:
         "user_id",
         "path",
         {
-            "description": "The token's user (its `sub` claim).",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            # No length rule here: a user id the token cannot carry is a 401 or 403, not a 400.
+            "description": "The token's user (its `sub` claim, 1-255 characters).",
+            "schema": {"type": "string"},
         },
     )
     spec.components.parameter(
@@ -392,6 +409,7 @@ def _add_parameters(spec: APISpec, converter: Any) -> None:
             del schema["default"]
         if parameter["name"] == "priority":  # one parameter, comma-separated: ?priority=low,high
             parameter["explode"] = False
+            schema["minItems"] = 1  # `?priority=` names no priority: a 400
         parameter["description"] = LIST_PARAMETERS[parameter["name"]]
         spec.components.parameter(f"list.{parameter['name']}", "query", parameter)
 
