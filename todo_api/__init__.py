@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
         raise ConfigError("DATABASE_URL", "is required (todo-api serve starts an embedded database when it is unset)")
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: the docs page serves its own files
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, TODO_API_SETTINGS=settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
