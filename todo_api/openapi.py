@@ -9,6 +9,7 @@ serves it as it is; `GET /docs` renders it with Swagger UI, whose files come fro
 from __future__ import annotations
 
 import json
+import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,25 @@ DOCS_ASSETS = {
 BEARER = "bearerAuth"
 JSON = "application/json"
 TASK_ID_MAX = 2**63 - 1
+
+
+def _python_whitespace() -> str:
+    """What str.strip() removes, as regex class ranges. Spelled out because `\\s` differs between
+    ECMA 262 (JSON Schema's dialect: no U+001C-U+001F or U+0085, but U+FEFF) and Python."""
+    points = [code for code in range(sys.maxunicode + 1) if chr(code).isspace()]
+    runs: list[list[int]] = []
+    for code in points:
+        if runs and code == runs[-1][1] + 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return "".join(f"\\u{low:04x}" + (f"-\\u{high:04x}" if high > low else "") for low, high in runs)
+
+
 # Text the schemas accept: no NUL anywhere, and for trimmed fields at least one character that
-# is not whitespace (`\s` as Python's str.strip() sees it).
-NO_NUL = r"^[^\x00]*$"
-NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# str.strip() keeps.
+NO_NUL = r"^[^\u0000]*$"
+NOT_BLANK = rf"^[^\u0000]*[^\u0000{_python_whitespace()}][^\u0000]*$"
 VISIBLE_ASCII = r"^[\x21-\x7e]+$"
 # RFC 3339 with an offset, as `Timestamp` reads it: no year 0, no leap second, at most 9 fraction digits.
 TIMESTAMP = (
@@ -58,6 +74,12 @@ TIMESTAMP = (
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"  # an offset
 )
 
+# Refused by gunicorn before the app sees the request (limit_request_line, limit_request_field_size),
+# so not in the envelope: a page of text/html, without X-Request-ID.
+SERVER_LIMITS: dict[int, tuple[str, str]] = {
+    414: ("UriTooLong", "The request line (method, path and query string) is over 4094 bytes."),
+    431: ("RequestHeaderFieldsTooLarge", "A request header is over 8190 bytes, or there are more than 100."),
+}
 TAGS = (
     f"Each trimmed, 1-50 characters. Duplicates (case-insensitive) are dropped, the first spelling kept; "
     f"at most {MAX_TAGS} remain (the server counts after dropping them, so a longer list with duplicates passes)."
@@ -430,6 +452,8 @@ LIST_PARAMETERS = {
 
 
 def _add_error_responses(spec: APISpec) -> None:
+    for name, when in SERVER_LIMITS.values():
+        spec.components.response(name, {"description": when, "content": {"text/html": {"schema": {"type": "string"}}}})
     for status, (name, codes, when) in ERRORS.items():
         headers: dict[str, Any] = {"X-Request-ID": "X-Request-ID"}
         if status == 401:
@@ -446,7 +470,10 @@ def _add_error_responses(spec: APISpec) -> None:
 
 
 def _errors(*statuses: int) -> dict[str, str]:
-    return {str(status): ERRORS[status][0] for status in sorted(statuses)}
+    """The error responses of an operation: its statuses of API.md §2, and the HTTP server's limits."""
+    names = {status: ERRORS[status][0] for status in statuses}
+    names.update({status: name for status, (name, _) in SERVER_LIMITS.items()})
+    return {str(status): names[status] for status in sorted(names)}
 
 
 def _task_answer(description: str, *, created: bool = False, links: dict[str, Any] | None = None) -> dict[str, Any]:
