@@ -233,8 +233,32 @@ def _envelope(data: str | dict[str, Any], meta: str = "Meta") -> dict[str, Any]:
     }
 
 
+# Shown by the docs page, and sent by schemathesis's examples phase.
+EXAMPLE_TASK = {
+    "id": 42,
+    "user_id": "alice",
+    "title": "Buy milk",
+    "description": "Two litres, semi-skimmed.",
+    "completed": False,
+    "completed_at": None,
+    "priority": "high",
+    "tags": ["home", "errands"],
+    "due_at": "2026-12-01T08:00:00Z",
+    "created_at": "2026-11-20T10:15:00Z",
+    "updated_at": "2026-11-20T10:15:00Z",
+    "version": 1,
+}
+EXAMPLE_INPUT = {**EXAMPLE_TASK, "due_at": "2026-12-01T09:00:00+01:00"}
+
+
+def _with_examples(schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    for name, prop in schema["properties"].items():
+        prop["examples"] = [example[name]]
+    return schema
+
+
 def _add_schemas(spec: APISpec, converter: Any) -> None:
-    task = converter.schema2jsonschema(TaskSchema)
+    task = _with_examples(converter.schema2jsonschema(TaskSchema), EXAMPLE_TASK)
     task["required"] = sorted(task["properties"])
     task["additionalProperties"] = False
     task["properties"]["id"].update(minimum=1, maximum=TASK_ID_MAX)
@@ -243,7 +267,7 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     task["description"] = "A task as the API returns it."
     spec.components.schema("Task", task)
 
-    task_input = converter.schema2jsonschema(TaskInputSchema(exclude=READ_ONLY_FIELDS))
+    task_input = _with_examples(converter.schema2jsonschema(TaskInputSchema(exclude=READ_ONLY_FIELDS)), EXAMPLE_INPUT)
     task_input["properties"]["tags"].update(default=[], maxItems=MAX_TAGS, description=TAGS)
     task_input["description"] = (
         "Every writable field; omitted ones take their defaults. Strings are trimmed where the rules say so "
@@ -251,7 +275,7 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     )
     spec.components.schema("TaskInput", task_input)
 
-    task_patch = converter.schema2jsonschema(TaskPatchSchema(exclude=READ_ONLY_FIELDS))
+    task_patch = _with_examples(converter.schema2jsonschema(TaskPatchSchema(exclude=READ_ONLY_FIELDS)), EXAMPLE_INPUT)
     task_patch["properties"]["tags"].update(maxItems=MAX_TAGS, description=TAGS)
     task_patch["minProperties"] = 1
     task_patch["description"] = "Only the fields to change, at least one. Unknown and read-only fields are a 400."
@@ -265,7 +289,13 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
         "Meta",
         {
             "type": "object",
-            "properties": {"request_id": {"type": "string", "description": "The request's `X-Request-ID`."}},
+            "properties": {
+                "request_id": {
+                    "type": "string",
+                    "description": "The request's `X-Request-ID`.",
+                    "examples": ["4f1c2b9e8d7a4e6f9a0b1c2d3e4f5a6b"],
+                }
+            },
             "required": ["request_id"],
         },
     )
@@ -505,10 +535,11 @@ BODY_ERRORS = (400, 413, 415)
 
 def _add_task_paths(spec: APISpec) -> None:
     tags = ["tasks"]
-    common = ["X-Request-ID"]
+    # Per operation rather than on the path item: Swagger UI leaves path-level $refs unresolved.
+    owner = ["user_id", "X-Request-ID"]
+    one_task = ["user_id", "task_id", "X-Request-ID"]
     spec.path(
         "/api/{user_id}/tasks",
-        parameters=["user_id"],
         operations={
             "get": {
                 "operationId": "list_tasks",
@@ -516,7 +547,7 @@ def _add_task_paths(spec: APISpec) -> None:
                 "description": "Filtered, sorted, paged by an opaque cursor (keyset pagination). Unknown or "
                 "repeated parameters are a 400 naming them.",
                 "tags": tags,
-                "parameters": [*common, *(f"list.{name}" for name in LIST_PARAMETERS)],
+                "parameters": [*owner, *(f"list.{name}" for name in LIST_PARAMETERS)],
                 "responses": {
                     "200": {
                         "description": "One page of tasks.",
@@ -530,7 +561,7 @@ def _add_task_paths(spec: APISpec) -> None:
                 "operationId": "create_task",
                 "summary": "Create a task",
                 "tags": tags,
-                "parameters": [*common, "Idempotency-Key"],
+                "parameters": [*owner, "Idempotency-Key"],
                 "requestBody": {"required": True, "content": _json_content("TaskInput")},
                 "responses": {
                     "201": _task_answer(
@@ -546,13 +577,12 @@ def _add_task_paths(spec: APISpec) -> None:
     by_id = "$request.path.task_id"
     spec.path(
         "/api/{user_id}/tasks/{task_id}",
-        parameters=["user_id", "task_id"],
         operations={
             "get": {
                 "operationId": "get_task",
                 "summary": "Read a task",
                 "tags": tags,
-                "parameters": [*common, "If-None-Match"],
+                "parameters": [*one_task, "If-None-Match"],
                 "responses": {
                     "200": _task_answer("The task."),
                     "304": {
@@ -567,7 +597,7 @@ def _add_task_paths(spec: APISpec) -> None:
                 "summary": "Replace a task",
                 "description": "Every writable field; omitted ones take their defaults. `version` goes up by one.",
                 "tags": tags,
-                "parameters": [*common, "If-Match"],
+                "parameters": [*one_task, "If-Match"],
                 "requestBody": {"required": True, "content": _json_content("TaskInput")},
                 "responses": {
                     "200": _task_answer("The task as replaced.", links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)),
@@ -579,7 +609,7 @@ def _add_task_paths(spec: APISpec) -> None:
                 "summary": "Change some fields of a task",
                 "description": "Only the fields given, at least one. `version` goes up by one.",
                 "tags": tags,
-                "parameters": [*common, "If-Match"],
+                "parameters": [*one_task, "If-Match"],
                 "requestBody": {"required": True, "content": _json_content("TaskPatch")},
                 "responses": {
                     "200": _task_answer("The task as changed.", links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)),
@@ -590,7 +620,7 @@ def _add_task_paths(spec: APISpec) -> None:
                 "operationId": "delete_task",
                 "summary": "Delete a task",
                 "tags": tags,
-                "parameters": [*common, "If-Match"],
+                "parameters": [*one_task, "If-Match"],
                 "responses": {
                     "200": _task_answer(
                         "Deleted; `data` is the task as it was and `ETag` its last version.",
@@ -603,7 +633,6 @@ def _add_task_paths(spec: APISpec) -> None:
     )
     spec.path(
         "/api/{user_id}/tasks/{task_id}/complete",
-        parameters=["user_id", "task_id"],
         operations={
             "patch": {
                 "operationId": "complete_task",
@@ -611,7 +640,7 @@ def _add_task_paths(spec: APISpec) -> None:
                 "description": 'Without a body, toggles `completed`; with `{"completed": bool}`, sets it. '
                 "`completed_at` changes only when `completed` flips; `version` goes up by one either way.",
                 "tags": tags,
-                "parameters": [*common, "If-Match"],
+                "parameters": [*one_task, "If-Match"],
                 "requestBody": {"required": False, "content": _json_content("CompleteInput")},
                 "responses": {
                     "200": _task_answer("The task.", links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)),
