@@ -79,3 +79,16 @@ def test_docs_page_renders_every_route_in_a_real_browser(app, start_gunicorn, da
     }
     shown = routes_in_swagger_ui(dom)
     assert expected <= shown, f"routes missing from the rendered page: {sorted(expected - shown)}"
+
+
+@pytest.mark.process
+def test_docs_page_shows_an_operations_parameters_by_name(start_gunicorn, database_url, tmp_path):
+    if BROWSER is None:
+        pytest.fail(f"REQUIRE_BROWSER=1 but {MISSING}")
+    server = start_gunicorn({"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}, workers=1)
+
+    # The deep link opens the operation, as a reader clicking on it would.
+    dom = rendered_dom(BROWSER, f"{server.url}/docs#/tasks/replace_task", str(tmp_path / "chromium-profile"))
+
+    shown = set(re.findall(r'data-param-name="([^"]+)" data-param-in="(\w+)"', dom))
+    assert {("user_id", "path"), ("task_id", "path"), ("If-Match", "header")} <= shown, shown
