@@ -104,7 +104,8 @@ ERRORS: dict[int, tuple[str, tuple[str, ...], str]] = {
     404: (
         "NotFound",
         ("not_found",),
-        "`not_found`: this user has no such task (even if another user has that id), or the id is out of range.",
+        "`not_found`: this user has no such task (even if another user has that id), the id is out of range, "
+        "or (under /docs) no such file.",
     ),
     409: (
         "IdempotencyConflict",
