@@ -88,7 +88,10 @@ class Tags(fields.List):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
         tags = super()._deserialize(value, attr, data, **kwargs)
-        unique = list({tag.casefold(): tag for tag in reversed(tags)}.values())[::-1]
+        first_spelling: dict[str, str] = {}
+        for tag in tags:
+            first_spelling.setdefault(tag.casefold(), tag)
+        unique = list(first_spelling.values())
         if len(unique) > MAX_TAGS:
             raise ValidationError(f"At most {MAX_TAGS} distinct tags.")
         return unique
