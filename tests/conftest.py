@@ -78,7 +78,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def app(settings: Settings):
-    application = create_app(settings)
+    application = create_app(settings, configure_logs=False)
     application.testing = True
     yield application
     application.extensions["todo_api.db"].close()

@@ -12,7 +12,7 @@ from flask import Flask, Response, g, request
 from . import auth, errors, health, tasks
 from .config import Settings, load_settings
 from .db import Database, QueryError
-from .logs import configure_logging
+from .logs import configure_logging, stamp_records_with_request_id
 
 MAX_BODY_BYTES = 64 * 1024
 _SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -23,6 +23,7 @@ request_log = logging.getLogger("todo_api.request")
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
     """Build the app from `settings` (default: the environment). The pool opens on first use."""
     settings = settings or load_settings()
+    stamp_records_with_request_id()
     if configure_logs:
         configure_logging(settings.log_level, settings.log_format)
     if settings.database_url is None:

@@ -127,6 +127,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("JWT_ALGORITHMS", "lists only HMAC algorithms but BETTER_AUTH_SECRET is unset")
     if secret is not None and not (auth_url or jwks_url) and not any(a in HMAC_ALGORITHMS for a in algorithms):
         raise ConfigError("JWT_ALGORITHMS", "lists no HMAC algorithm but only BETTER_AUTH_SECRET is set")
+    for algorithm, key_bytes in (("HS384", 48), ("HS512", 64)):  # RFC 7518 §3.2: a key as long as the hash
+        if secret is not None and algorithm in algorithms and len(secret.encode()) < key_bytes:
+            raise ConfigError("BETTER_AUTH_SECRET", f"must be at least {key_bytes} bytes long for {algorithm}")
 
     default_claim_source = auth_url.rstrip("/") if auth_url else None
     user_claim = _text(env, "JWT_USER_CLAIM") or "sub"

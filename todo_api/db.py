@@ -91,7 +91,9 @@ class Database:
             open=False,
             name="todo-api",
             kwargs={"row_factory": dict_row, "connect_timeout": 5},
-            reconnect_timeout=0,  # keep retrying a lost database for ever; requests get 503 meanwhile
+            # A reconnect chain backs off (1 s, 2 s, ...) and gives up after this long; the next request
+            # starts a fresh one, so recovery after an outage is quick rather than a long backoff away.
+            reconnect_timeout=self._pool_args["timeout"],
             **self._pool_args,
         )
         pool.open(wait=False)  # a worker starts even while the database is down
