@@ -162,3 +162,22 @@ def test_update_body_rules_hold_too(api, conn, method):
         "payload_too_large",
     )
     assert task_row(conn, task["id"])["version"] == 1
+
+
+def test_delete_with_a_non_json_body_is_415_and_keeps_the_task(api, conn):
+    task = api.create()
+    assert_error(
+        api.delete(f"/{task['id']}", data=b"please", headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
+    assert task_row(conn, task["id"]) is not None
+
+
+def test_complete_with_a_non_json_body_is_415(api, conn):
+    task = api.create()
+    response = api.patch(
+        f"/{task['id']}/complete", data=b"completed=true", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert_error(response, 415, "unsupported_media_type")
+    assert task_row(conn, task["id"])["version"] == 1

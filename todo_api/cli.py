@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{user_id}\t{make_token(user_id, timedelta(hours=24))}")
         elif args.command == "token":
             print(make_token(args.user_id, args.ttl))
-    except (ConfigError, CommandError) as error:
+    except (ConfigError, CommandError, RuntimeError) as error:
         print(error, file=sys.stderr)
         return 2
     except psycopg.OperationalError as error:

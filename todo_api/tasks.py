@@ -250,7 +250,8 @@ def complete_task(user_id: str, task_id: int) -> Response:
 @bp.delete(f"/{TASK_ID}")
 @require_user
 def delete_task(user_id: str, task_id: int) -> Response:
-    """Delete a task. 200 with the deleted task and its last ETag; 404, 412."""
+    """Delete a task. 200 with the deleted task and its last ETag; 404, 412, 415."""
+    _json_body(required=False)  # a body is not needed, but one that is not JSON is still a 415
     expected_versions = _expected_versions()
     task = _db().fetch_one(
         "delete_task", {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
