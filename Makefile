@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-http clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -31,3 +31,10 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+bench: bench-http
+
+bench-http: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
+	$(BIN)/python bench/http_bench.py

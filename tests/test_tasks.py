@@ -215,3 +215,22 @@ def test_non_numeric_or_out_of_range_id_is_404(api, task_id):
 
 def test_largest_bigint_id_is_a_plain_404(api):
     assert_error(api.get("/9223372036854775807"), 404, "not_found")
+
+
+def test_the_fast_task_dump_equals_the_marshmallow_schema(api, conn):
+    from todo_api.schemas import TaskSchema, dump_task
+
+    api.create(title="plain")
+    api.create(
+        title="full",
+        description="",
+        completed=True,
+        priority="high",
+        tags=["a", "B"],
+        due_at="2026-12-01T09:00:00.123456+05:30",
+    )
+    rows = conn.execute("SELECT * FROM tasks WHERE user_id = %s", [api.user_id]).fetchall()
+    assert len(rows) == 2
+    for row in rows:
+        assert dump_task(row) == TaskSchema().dump(row)
+        assert list(dump_task(row)) == list(TaskSchema().dump(row))

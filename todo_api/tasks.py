@@ -12,7 +12,7 @@ from . import idempotency, listing
 from .auth import require_user
 from .db import Database, Row
 from .errors import ApiError, not_found, validation_error
-from .schemas import complete_input, envelope, list_query, task_input, task_output, task_patch
+from .schemas import complete_input, dump_task, envelope, list_query, task_input, task_patch
 
 log = logging.getLogger("todo_api.tasks")
 
@@ -106,7 +106,7 @@ def _etag(task: Row) -> str:
 
 
 def _task_response(task: Row, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return _json_response(task_output.dump(task), status, {"ETag": _etag(task), **(headers or {})})
+    return _json_response(dump_task(task), status, {"ETag": _etag(task), **(headers or {})})
 
 
 def _missing_or_moved(user_id: str, task_id: int, expected_versions: list[int] | None) -> ApiError:
@@ -141,7 +141,7 @@ def list_tasks(user_id: str) -> Response:
             meta["total"] = run.fetch_one(count_statement, {**count_params, "user_id": user_id})["total"]  # type: ignore[index]
     page = rows[:limit]
     next_cursor = codec.encode(query, page[-1]) if len(rows) > limit else None
-    data = task_output.dump(page, many=True)
+    data = [dump_task(row) for row in page]
     return _json_response(data, count=len(page), limit=limit, next_cursor=next_cursor, **meta)
 
 
@@ -171,7 +171,7 @@ def create_task(user_id: str) -> Response:
         task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
         assert task is not None
         first = idempotency.Remembered(
-            201, task_output.dump(task), url_for("tasks.get_task", user_id=user_id, task_id=task["id"]), _etag(task)
+            201, dump_task(task), url_for("tasks.get_task", user_id=user_id, task_id=task["id"]), _etag(task)
         )
         if key is not None:
             idempotency.remember(run, user_id, key, first)
