@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         max_size=settings.db_pool_max_size,
         timeout=settings.db_pool_timeout,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        prepared_statements=settings.db_prepared_statements,
     )
     missing = sorted(set(tasks.QUERY_NAMES) - set(database.queries))
     if missing:

@@ -38,6 +38,7 @@ class Settings:
     db_pool_max_size: int = 10
     db_pool_timeout: float = 5.0
     db_statement_timeout_ms: int = 5000
+    db_prepared_statements: bool = True
     log_level: str = "INFO"
     log_format: str = "json"
     cors_allowed_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -95,6 +96,15 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     if value is not None and not value.startswith(tuple(s + "://" for s in schemes)):
         raise ConfigError(name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
     return value
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (_text(env, name) or "").lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0", "on", "off"):
+        raise ConfigError(name, f"must be true or false, got {raw!r}")
+    return raw in ("true", "1", "on")
 
 
 def _algorithms(env: Mapping[str, str], default: tuple[str, ...]) -> tuple[str, ...]:
@@ -165,6 +175,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_max_size=max_size,
         db_pool_timeout=_seconds(env, "DB_POOL_TIMEOUT", 5.0),
         db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000),
+        db_prepared_statements=_boolean(env, "DB_PREPARED_STATEMENTS", True),
         log_level=log_level,
         log_format=log_format,
         cors_allowed_origins=origins,

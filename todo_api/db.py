@@ -64,11 +64,15 @@ class Database:
         max_size: int,
         timeout: float,
         statement_timeout_ms: int,
+        prepared_statements: bool = True,
         queries: dict[str, sql.SQL] | None = None,
     ):
         self.url = url
         self.queries = load_queries() if queries is None else queries
         self._statement_timeout = str(statement_timeout_ms)
+        # psycopg prepares a statement on its 5th run; PgBouncer before 1.21 (transaction mode)
+        # cannot route prepared statements, so DB_PREPARED_STATEMENTS=false turns that off.
+        self._prepare_threshold = 5 if prepared_statements else None
         self._pool_args = {"min_size": min_size, "max_size": max_size, "timeout": timeout}
         self._pool: ConnectionPool | None = None
         self._pool_pid: int | None = None
@@ -90,7 +94,12 @@ class Database:
             self.url,
             open=False,
             name="todo-api",
-            kwargs={"row_factory": dict_row, "connect_timeout": 5},
+            kwargs={
+                "row_factory": dict_row,
+                "connect_timeout": 5,
+                "prepare_threshold": self._prepare_threshold,
+                "fallback_application_name": "todo-api",
+            },
             # A reconnect chain backs off (1 s, 2 s, ...) and gives up after this long; the next request
             # starts a fresh one, so recovery after an outage is quick rather than a long backoff away.
             reconnect_timeout=self._pool_args["timeout"],
