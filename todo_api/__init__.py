@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from . import auth, errors, health, tasks
 from .config import Settings, load_settings
 from .db import Database, QueryError
+from .jwks import JwksCache
 from .logs import configure_logging
 
 MAX_BODY_BYTES = 64 * 1024
@@ -45,7 +46,17 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     if missing:
         raise QueryError(f"sql/ has no query named {', '.join(missing)}")
     app.extensions["todo_api.db"] = database
-    app.extensions["todo_api.auth"] = auth.TokenVerifier(settings)
+    jwks = None
+    if settings.jwks_url and settings.asymmetric_algorithms:
+        jwks = JwksCache(
+            settings.jwks_url,
+            settings.asymmetric_algorithms,
+            max_age=settings.jwks_max_age_seconds,
+            cooldown=settings.jwks_cooldown_seconds,
+            timeout=settings.jwks_timeout_seconds,
+        )
+    app.extensions["todo_api.jwks"] = jwks
+    app.extensions["todo_api.auth"] = auth.TokenVerifier(settings, jwks)
 
     app.before_request(_start_request)
     app.before_request(auth.guard_api_requests_without_view)

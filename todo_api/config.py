@@ -41,6 +41,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     cors_allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # JWKS cache tuning (see jwks.JwksCache); not read from the environment, tests shorten them.
+    jwks_max_age_seconds: float = 300.0
+    jwks_cooldown_seconds: float = 10.0
+    jwks_timeout_seconds: float = 3.0
 
     @property
     def jwks_url(self) -> str | None:
