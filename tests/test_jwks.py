@@ -679,3 +679,48 @@ def test_cold_cache_failure_says_when_to_retry(jwks_server):
 def test_cache_refuses_algorithms_jwks_keys_cannot_verify():
     with pytest.raises(ValueError, match="HS256"):
         JwksCache("http://127.0.0.1:9/jwks", ["EdDSA", "HS256"])
+
+
+# --- /readyz ---------------------------------------------------------------------------------------
+
+
+def test_readyz_reports_jwks_ok_after_fetching_the_keys(jwks_server, make_app):
+    jwks_server.publish(signing_key("EdDSA"))
+    app = make_app({"BETTER_AUTH_URL": jwks_server.url})
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json["data"] == {"status": "ok", "database": "ok", "jwks": "ok"}
+    assert jwks_server.hits == 1
+
+
+def test_readyz_reports_stale_keys_but_stays_ready_while_the_endpoint_is_down(jwks_server, make_app):
+    jwks_server.publish(signing_key("EdDSA"))
+    app = make_app({"BETTER_AUTH_URL": jwks_server.url}, cooldown=0.05, max_age=0.05)
+    assert app.test_client().get("/readyz").json["data"]["jwks"] == "ok"
+    jwks_server.status = 502
+    time.sleep(0.06)
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json["data"] == {"status": "ok", "database": "ok", "jwks": "stale"}
+
+
+def test_readyz_is_503_when_no_key_can_be_fetched(jwks_server, make_app):
+    jwks_server.status = 503
+    app = make_app({"BETTER_AUTH_URL": jwks_server.url})
+
+    response = app.test_client().get("/readyz")
+
+    error = assert_error(response, 503, "service_unavailable")
+    assert error["details"] == {"database": "ok", "jwks": "unreachable"}
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_readyz_says_jwks_is_disabled_with_only_the_shared_secret(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json["data"] == {"status": "ok", "database": "ok", "jwks": "disabled"}
