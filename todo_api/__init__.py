@@ -8,6 +8,7 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+from flask_cors import CORS
 
 from . import auth, errors, health, tasks
 from .config import Settings, load_settings
@@ -16,6 +17,9 @@ from .jwks import JwksCache
 from .logs import configure_logging
 
 MAX_BODY_BYTES = 64 * 1024
+CORS_ALLOWED_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-ID"]
+CORS_EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Retry-After"]
+CORS_MAX_AGE_SECONDS = 600
 _SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 request_log = logging.getLogger("todo_api.request")
@@ -58,6 +62,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.extensions["todo_api.jwks"] = jwks
     app.extensions["todo_api.auth"] = auth.TokenVerifier(settings, jwks)
 
+    if settings.cors_allowed_origins:
+        _enable_cors(app, settings.cors_allowed_origins)
     app.before_request(_start_request)
     app.before_request(auth.guard_api_requests_without_view)
     app.after_request(_finish_request)
@@ -65,6 +71,26 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(health.bp)
     return app
+
+
+def _enable_cors(app: Flask, origins: tuple[str, ...]) -> None:
+    """CORS on /api/ only, for the configured origins only; a browser frontend sends its token in
+    Authorization, never cookies, so credentials stay off."""
+    allowed: str | list[re.Pattern[str]] = "*"
+    if "*" not in origins:
+        # Exact, whole-string matches (flask-cors would take an IPv6 origin's [ ] for a regex); Vary: Origin.
+        allowed = [re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) for origin in origins]
+    CORS(
+        app,
+        resources={r"/api/.*": {}},
+        origins=allowed,
+        send_wildcard=allowed == "*",
+        always_send=False,  # no Origin header, no CORS headers
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=CORS_ALLOWED_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=CORS_MAX_AGE_SECONDS,
+    )
 
 
 def _start_request() -> None:

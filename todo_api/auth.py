@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jwt
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 
 from .config import Settings
 from .errors import ApiError
@@ -145,12 +145,20 @@ def is_cors_preflight() -> bool:
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
 
 
-def guard_api_requests_without_view() -> None:
+def guard_api_requests_without_view() -> Response | None:
     """before_request: requests under /api/ that no guarded view will see (unknown route, 405,
-    bad id, automatic OPTIONS) are authenticated here, so a 401 or 403 comes before 404/405."""
-    if not request.path.startswith("/api/") or is_cors_preflight():
-        return
+    bad id, automatic OPTIONS) are authenticated here, so a 401 or 403 comes before 404/405.
+
+    A CORS preflight needs no token (browsers never send one); it gets the plain OPTIONS answer,
+    which flask-cors fills in for allowed origins, even on an unknown route, so that the browser
+    goes on to the real request and shows its real 401 or 404.
+    """
+    if not request.path.startswith("/api/"):
+        return None
+    if is_cors_preflight():
+        return current_app.make_default_options_response()
     if request.routing_exception is None and request.method != "OPTIONS":
-        return  # the view's @require_user does it
+        return None  # the view's @require_user does it
     segments = request.path.split("/")
     authenticate(segments[2] if len(segments) > 2 and segments[2] else None)
+    return None
