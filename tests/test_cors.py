@@ -160,12 +160,14 @@ def test_wildcard_origin_answers_any_origin_without_credentials(database_url):
     app = _app(database_url, "*")
     try:
         response = preflight(app.test_client(), "/api/alice/tasks", "https://anywhere.example.org", "DELETE")
+        without_origin = app.test_client().get("/api/alice/tasks")
     finally:
         app.extensions["todo_api.db"].close()
 
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Credentials" not in response.headers
+    assert cors_headers(without_origin) == {}
 
 
 @pytest.mark.parametrize(
