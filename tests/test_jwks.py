@@ -731,3 +731,44 @@ def test_readyz_says_jwks_is_disabled_with_only_the_shared_secret(client):
 
     assert response.status_code == 200
     assert response.json["data"] == {"status": "ok", "database": "ok", "jwks": "disabled"}
+
+
+# --- under gunicorn, configured like production ----------------------------------------------------
+
+
+@pytest.mark.process
+def test_gunicorn_with_only_better_auth_url_serves_a_browser_with_better_auth_tokens(
+    jwks_server, database_url, start_gunicorn
+):
+    import requests
+
+    key = signing_key("EdDSA")
+    jwks_server.publish(key)
+    frontend = "http://localhost:3000"
+    server = start_gunicorn(
+        {"DATABASE_URL": database_url, "BETTER_AUTH_URL": jwks_server.url, "CORS_ALLOWED_ORIGINS": frontend}
+    )
+    user_id = new_user()
+    token = key.sign(better_auth_claims(user_id, jwks_server.url))
+
+    preflight = requests.options(
+        f"{server.url}/api/{user_id}/tasks",
+        headers={
+            "Origin": frontend,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
+        timeout=5,
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == frontend
+    for _ in range(4):  # spread over both workers, each with its own cache
+        response = requests.get(
+            f"{server.url}/api/{user_id}/tasks",
+            headers={"Authorization": f"Bearer {token}", "Origin": frontend},
+            timeout=5,
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["Access-Control-Allow-Origin"] == frontend
+    assert requests.get(f"{server.url}/readyz", timeout=5).json()["data"]["jwks"] == "ok"
+    assert 1 <= jwks_server.hits <= 2
