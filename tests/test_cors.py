@@ -21,7 +21,7 @@ EXPOSED_HEADERS = {"ETag", "Location", "X-Request-ID", "Retry-After"}
 
 def _app(database_url: str, origins: str) -> Flask:
     env = {"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET, "CORS_ALLOWED_ORIGINS": origins}
-    app = create_app(load_settings(env))
+    app = create_app(load_settings(env), configure_logs=False)
     app.testing = True
     return app
 

@@ -192,7 +192,7 @@ def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
             jwks_max_age_seconds=max_age,
             jwks_timeout_seconds=timeout,
         )
-        app = create_app(settings)
+        app = create_app(settings, configure_logs=False)
         app.testing = True
         apps.append(app)
         return app
