@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jwt
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 
 from .config import Settings
 from .errors import ApiError
+from .jwks import JwksCache, JwksUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,12 +31,17 @@ def _unauthorized(description: str | None = None) -> ApiError:
 
 
 class TokenVerifier:
-    """Turns a bearer token into the user id it speaks for, or raises a 401 ApiError."""
+    """Turns a bearer token into the user id it speaks for, or raises a 401 ApiError.
 
-    def __init__(self, settings: Settings):
+    HMAC algorithms verify with BETTER_AUTH_SECRET, the others with a key from the JWKS (`jwks`,
+    None when that mode is off); the token's `alg` must be in the configured list either way.
+    """
+
+    def __init__(self, settings: Settings, jwks: JwksCache | None = None):
         self.settings = settings
         self._secret = settings.better_auth_secret
         self._hmac_algorithms = list(settings.hmac_algorithms) if self._secret else []
+        self._jwks = jwks
         self._options: dict[str, Any] = {
             "require": ["exp"],
             "verify_aud": settings.jwt_audience is not None,
@@ -48,12 +54,11 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise _unauthorized("The token is malformed.") from None
         algorithm = header.get("alg")
-        if algorithm not in self._hmac_algorithms:
-            raise _unauthorized("The token's algorithm is not accepted.")
+        key = self._key(algorithm, header.get("kid"))
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                key,
                 algorithms=[algorithm],
                 options=self._options,
                 leeway=self.settings.jwt_leeway_seconds,
@@ -73,6 +78,29 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise _unauthorized("The token's signature or claims are invalid.") from None
         return self._user_id(claims)
+
+    def _key(self, algorithm: Any, kid: Any) -> str | jwt.PyJWK:
+        """The key this token must verify with: the shared secret for an HMAC `alg`, the JWKS key
+        named by `kid` for the others. A public key never verifies an HMAC token, and an `alg`
+        outside the configured list (`none` included) is refused before any key is looked up."""
+        if algorithm in self._hmac_algorithms:
+            return self._secret  # type: ignore[return-value]  # the list is empty without a secret
+        if self._jwks is None or algorithm not in self._jwks.algorithms:
+            raise _unauthorized("The token's algorithm is not accepted.")
+        if not kid:
+            raise _unauthorized("The token has no kid header.")
+        try:
+            key = self._jwks.key(kid, algorithm)
+        except JwksUnavailable as error:
+            raise ApiError(
+                503,
+                "The keys that verify tokens cannot be fetched right now; retry shortly.",
+                details={"jwks": "unreachable"},
+                headers={"Retry-After": str(error.retry_after)},
+            ) from None
+        if key is None:
+            raise _unauthorized("No published key matches the token's kid and alg.")
+        return key
 
     def _user_id(self, claims: dict[str, Any]) -> str:
         user_id = claims.get(self.settings.jwt_user_claim)
@@ -117,12 +145,20 @@ def is_cors_preflight() -> bool:
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
 
 
-def guard_api_requests_without_view() -> None:
+def guard_api_requests_without_view() -> Response | None:
     """before_request: requests under /api/ that no guarded view will see (unknown route, 405,
-    bad id, automatic OPTIONS) are authenticated here, so a 401 or 403 comes before 404/405."""
-    if not request.path.startswith("/api/") or is_cors_preflight():
-        return
+    bad id, automatic OPTIONS) are authenticated here, so a 401 or 403 comes before 404/405.
+
+    A CORS preflight needs no token (browsers never send one); it gets the plain OPTIONS answer,
+    which flask-cors fills in for allowed origins, even on an unknown route, so that the browser
+    goes on to the real request and shows its real 401 or 404.
+    """
+    if not request.path.startswith("/api/"):
+        return None
+    if is_cors_preflight():
+        return current_app.make_default_options_response()
     if request.routing_exception is None and request.method != "OPTIONS":
-        return  # the view's @require_user does it
+        return None  # the view's @require_user does it
     segments = request.path.split("/")
     authenticate(segments[2] if len(segments) > 2 and segments[2] else None)
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256", "PS256")
@@ -42,6 +43,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     cors_allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # JWKS cache tuning (see jwks.JwksCache); not read from the environment, tests shorten them.
+    jwks_max_age_seconds: float = 300.0
+    jwks_cooldown_seconds: float = 10.0
+    jwks_timeout_seconds: float = 3.0
 
     @property
     def jwks_url(self) -> str | None:
@@ -119,6 +124,33 @@ def _algorithms(env: Mapping[str, str], default: tuple[str, ...]) -> tuple[str, 
     return names
 
 
+def _is_origin(value: str) -> bool:
+    """scheme://host[:port] and nothing else, as a browser sends it in Origin."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and not (parts.path or parts.query or parts.fragment)
+    )
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _text(env, "CORS_ALLOWED_ORIGINS") or ""
+    origins = tuple(dict.fromkeys(o.strip().rstrip("/") for o in raw.split(",") if o.strip()))
+    for origin in origins:
+        if origin != "*" and not _is_origin(origin):
+            raise ConfigError(
+                "CORS_ALLOWED_ORIGINS",
+                f"must list origins like https://app.example.com or http://localhost:3000 (no path), got {origin!r}",
+            )
+    return origins
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise ConfigError on the first bad variable."""
     env = os.environ if env is None else env
@@ -156,10 +188,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_format not in ("json", "text"):
         raise ConfigError("LOG_FORMAT", f"must be json or text, got {log_format!r}")
 
-    origins = tuple(o.strip().rstrip("/") for o in (_text(env, "CORS_ALLOWED_ORIGINS") or "").split(",") if o.strip())
-    for origin in origins:
-        if origin != "*" and not origin.startswith(("http://", "https://")):
-            raise ConfigError("CORS_ALLOWED_ORIGINS", f"must list origins like https://app.example.com, got {origin!r}")
+    origins = _origins(env)
 
     return Settings(
         database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
