@@ -7,6 +7,7 @@ statement, then COMMIT as the `with` block ends, before the response exists.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -19,6 +20,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+
+log = logging.getLogger("todo_api.db")
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
@@ -112,6 +115,7 @@ class Database:
         with self._lock:
             if self._pool is not None and self._pool_pid == os.getpid():
                 self._pool.close(timeout=5)
+                log.info("database pool closed", extra={"event": "db.pool_closed"})
             self._pool = None
 
     def discard_broken_connections(self) -> None:
