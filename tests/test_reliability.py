@@ -206,16 +206,29 @@ def verify_ledgers(database_url: str, ledgers: dict[str, Ledger]) -> int:
 
 
 def test_soak_every_acknowledged_write_is_stored_and_nothing_else(start_gunicorn, database_url):
+    """`make soak` scales this up with SOAK_USERS, SOAK_OPERATIONS and SOAK_SECONDS."""
+    users = [f"soak-{i}" for i in range(int(os.environ.get("SOAK_USERS", 12)))]
+    operations = int(os.environ.get("SOAK_OPERATIONS", 40))
+    seconds = float(os.environ.get("SOAK_SECONDS", 60))
     server = start_gunicorn(service_env(database_url), workers=2)
-    users = [f"soak-{i}" for i in range(12)]
-    deadline = time.monotonic() + 60
+    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(users)) as executor:
-        futures = {user: executor.submit(run_client, server.url, user, 40, deadline, i) for i, user in enumerate(users)}
-        ledgers = {user: future.result(timeout=120) for user, future in futures.items()}
+        futures = {
+            user: executor.submit(run_client, server.url, user, operations, started + seconds, i)
+            for i, user in enumerate(users)
+        }
+        ledgers = {user: future.result(timeout=seconds + 120) for user, future in futures.items()}
+    elapsed = time.monotonic() - started
     statuses = [s for ledger in ledgers.values() for s in ledger.statuses]
-    assert len(statuses) == 12 * 40
-    assert all(status in (200, 201) for status in statuses), sorted(set(statuses))
-    assert verify_ledgers(database_url, ledgers) == len(statuses)
+    assert len(statuses) == len(users) * operations, "the soak ran out of time"
+    errors = [status for status in statuses if status not in (200, 201)]
+    assert not errors, sorted(set(errors))
+    verified = verify_ledgers(database_url, ledgers)
+    assert verified == len(statuses)
+    print(
+        f"\nsoak: {len(users)} users, {len(statuses)} requests in {elapsed:.1f} s "
+        f"({len(statuses) / elapsed:.0f}/s), {len(errors)} errors, {verified} acknowledged writes verified"
+    )
 
 
 def test_database_outage_under_load_is_503_then_recovers_without_losing_writes(start_gunicorn, tmp_path):
@@ -265,6 +278,11 @@ def test_database_outage_under_load_is_503_then_recovers_without_losing_writes(s
         assert statuses[-1] in (200, 201)
         assert slowest[0] < 5, f"a request took {slowest[0]:.1f} s during the outage"
         assert recovery_seconds < 10
+        outage = statuses.count(503)
+        print(
+            f"\noutage: {len(statuses)} requests, {outage} answered 503 while the database was down, "
+            f"slowest {slowest[0]:.2f} s, ready again {recovery_seconds:.2f} s after the restart"
+        )
         # Creates that answered 503 are not in the ledger: the comparison shows none was stored.
         verify_ledgers(postgres.url(), ledgers)
     finally:
