@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -186,3 +187,24 @@ def test_forbidden_request_touches_no_task(api, other_api, conn):
 def test_health_routes_need_no_token(client):
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_a_token_that_passed_once_is_refused_once_it_expires(database_url):
+    app = create_app(make_settings(database_url, jwt_leeway_seconds=0), configure_logs=False)
+    client = app.test_client()
+    try:
+        token = make_token("alice", exp=datetime.now(UTC) + timedelta(seconds=1))
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/alice/tasks", headers=headers).status_code == 200
+        assert client.get("/api/alice/tasks", headers=headers).status_code == 200
+        time.sleep(1.1)
+        assert "expired" in _expect_invalid(client, token)
+    finally:
+        app.extensions["todo_api.db"].close()
+
+
+def test_a_remembered_token_still_answers_for_its_own_user_only(client):
+    token = make_token("alice")
+    assert client.get("/api/alice/tasks", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    response = client.get("/api/bob/tasks", headers={"Authorization": f"Bearer {token}"})
+    assert_error(response, 403, "forbidden")

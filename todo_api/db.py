@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,9 @@ class Database:
     ):
         self.url = url
         self.queries = load_queries() if queries is None else queries
-        self._statement_timeout = str(statement_timeout_ms)
+        # One round trip opens the transaction and bounds every statement in it. SET LOCAL lasts
+        # for this transaction only, so it holds behind PgBouncer in transaction mode too.
+        self._begin = sql.SQL("BEGIN; SET LOCAL statement_timeout = {}").format(sql.Literal(statement_timeout_ms))
         # psycopg prepares a statement on its 5th run; PgBouncer before 1.21 (transaction mode)
         # cannot route prepared statements, so DB_PREPARED_STATEMENTS=false turns that off.
         self._prepare_threshold = 5 if prepared_statements else None
@@ -99,6 +101,7 @@ class Database:
             name="todo-api",
             kwargs={
                 "row_factory": dict_row,
+                "autocommit": True,  # transaction() sends BEGIN and COMMIT itself
                 "connect_timeout": 5,
                 "prepare_threshold": self._prepare_threshold,
                 "fallback_application_name": "todo-api",
@@ -127,8 +130,14 @@ class Database:
     def transaction(self) -> Iterator[Runner]:
         """One transaction on a pooled connection, committed when the block ends without error."""
         with self.pool.connection() as conn, conn.cursor() as cur:
-            cur.execute("SELECT set_config('statement_timeout', %s, true)", [self._statement_timeout])
-            yield Runner(cur, self.queries)
+            cur.execute(self._begin)
+            try:
+                yield Runner(cur, self.queries)
+            except BaseException:
+                with suppress(psycopg.Error):  # a lost connection cannot roll back; the pool drops it
+                    conn.rollback()
+                raise
+            cur.execute("COMMIT")
 
     def fetch_one(self, name: str, params: Params) -> Row | None:
         with self.transaction() as run:
