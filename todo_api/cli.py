@@ -185,7 +185,8 @@ def serve(host: str, port: int, workers: int | None) -> int:
     env["HOST"] = host
     if workers:
         env["WEB_CONCURRENCY"] = str(workers)
-    print(f"serving on http://{host}:{port}  (token for curl: .venv/bin/todo-api token alice)", file=sys.stderr)
+    hint = "  (token for curl: .venv/bin/todo-api token alice)" if env.get("BETTER_AUTH_SECRET") else ""
+    print(f"serving on http://{host}:{port}{hint}", file=sys.stderr)
     command = [
         sys.executable,
         "-m",
