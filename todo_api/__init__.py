@@ -8,13 +8,18 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+from flask_cors import CORS
 
 from . import auth, errors, health, openapi, tasks
 from .config import Settings, load_settings
 from .db import Database, QueryError
-from .logs import configure_logging
+from .jwks import JwksCache
+from .logs import configure_logging, stamp_records_with_request_id
 
 MAX_BODY_BYTES = 64 * 1024
+CORS_ALLOWED_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-ID"]
+CORS_EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Retry-After"]
+CORS_MAX_AGE_SECONDS = 600
 _SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 request_log = logging.getLogger("todo_api.request")
@@ -23,6 +28,7 @@ request_log = logging.getLogger("todo_api.request")
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
     """Build the app from `settings` (default: the environment). The pool opens on first use."""
     settings = settings or load_settings()
+    stamp_records_with_request_id()
     if configure_logs:
         configure_logging(settings.log_level, settings.log_format)
     if settings.database_url is None:
@@ -40,14 +46,27 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         max_size=settings.db_pool_max_size,
         timeout=settings.db_pool_timeout,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        prepared_statements=settings.db_prepared_statements,
     )
     missing = sorted(set(tasks.QUERY_NAMES) - set(database.queries))
     if missing:
         raise QueryError(f"sql/ has no query named {', '.join(missing)}")
     app.extensions["todo_api.db"] = database
-    app.extensions["todo_api.auth"] = auth.TokenVerifier(settings)
+    jwks = None
+    if settings.jwks_url and settings.asymmetric_algorithms:
+        jwks = JwksCache(
+            settings.jwks_url,
+            settings.asymmetric_algorithms,
+            max_age=settings.jwks_max_age_seconds,
+            cooldown=settings.jwks_cooldown_seconds,
+            timeout=settings.jwks_timeout_seconds,
+        )
+    app.extensions["todo_api.jwks"] = jwks
+    app.extensions["todo_api.auth"] = auth.TokenVerifier(settings, jwks)
     app.extensions["todo_api.openapi"] = openapi.document_bytes()
 
+    if settings.cors_allowed_origins:
+        _enable_cors(app, settings.cors_allowed_origins)
     app.before_request(_start_request)
     app.before_request(auth.guard_api_requests_without_view)
     app.after_request(_finish_request)
@@ -57,6 +76,26 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     return app
+
+
+def _enable_cors(app: Flask, origins: tuple[str, ...]) -> None:
+    """CORS on /api/ only, for the configured origins only; a browser frontend sends its token in
+    Authorization, never cookies, so credentials stay off."""
+    allowed: str | list[re.Pattern[str]] = "*"
+    if "*" not in origins:
+        # Exact, whole-string matches (flask-cors would take an IPv6 origin's [ ] for a regex); Vary: Origin.
+        allowed = [re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) for origin in origins]
+    CORS(
+        app,
+        resources={r"/api/.*": {}},
+        origins=allowed,
+        send_wildcard=allowed == "*",
+        always_send=False,  # no Origin header, no CORS headers
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=CORS_ALLOWED_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=CORS_MAX_AGE_SECONDS,
+    )
 
 
 def _start_request() -> None:

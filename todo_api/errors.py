@@ -77,7 +77,7 @@ def _handle_api_error(error: ApiError) -> Response:
     response = envelope_response(error.status, error.code, error.message, error.details)
     response.headers.update(error.headers)
     if error.status == 503:
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        response.headers.setdefault("Retry-After", RETRY_AFTER_SECONDS)  # unless the raiser knows better
     return response
 
 

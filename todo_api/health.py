@@ -22,9 +22,27 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """The database answers. 200, or 503 with Retry-After."""
+    """The database answers and, in JWKS mode, signing keys are at hand. 200, or 503 with Retry-After.
+
+    `jwks` is "ok", "stale" (cached keys still verify, the endpoint is failing: still ready),
+    "unreachable" (no key was ever fetched: not ready) or "disabled" (no JWKS configured).
+    """
+    checks = {"database": _database_status(), "jwks": _jwks_status()}
+    if checks["database"] != "ok":
+        raise ApiError(503, "The database is not reachable.", details=checks)
+    if checks["jwks"] == "unreachable":
+        raise ApiError(503, "No signing keys could be fetched from the JWKS endpoint.", details=checks)
+    return _ok({"status": "ok", **checks})
+
+
+def _database_status() -> str:
     try:
         current_app.extensions["todo_api.db"].ping()
     except Exception:
-        raise ApiError(503, "The database is not reachable.", details={"database": "unreachable"}) from None
-    return _ok({"status": "ok", "database": "ok"})
+        return "unreachable"
+    return "ok"
+
+
+def _jwks_status() -> str:
+    jwks = current_app.extensions["todo_api.jwks"]
+    return "disabled" if jwks is None else jwks.status()

@@ -19,6 +19,20 @@ def _request_id() -> str | None:
     return g.get("request_id") if has_request_context() else None
 
 
+_default_record_factory = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _default_record_factory(*args, **kwargs)
+    record.request_id = _request_id()
+    return record
+
+
+def stamp_records_with_request_id() -> None:
+    """Every record created inside a request carries its request_id, whatever logger made it."""
+    logging.setLogRecordFactory(_record_with_request_id)
+
+
 class JsonFormatter(logging.Formatter):
     """ts, level, logger, msg, request_id, then the record's extra fields."""
 
@@ -29,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        request_id = getattr(record, "request_id", None) or _request_id()
+        request_id = getattr(record, "request_id", None)
         if request_id is not None:
             line["request_id"] = request_id
         for key, value in record.__dict__.items():
@@ -45,7 +59,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         extras = {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRIBUTES}
-        request_id = extras.pop("request_id", None) or _request_id()
+        request_id = extras.pop("request_id", None)
         fields = " ".join(f"{k}={v}" for k, v in extras.items())
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
         text = f"{ts} {record.levelname:<7} {record.name} {record.getMessage()}"

@@ -93,7 +93,10 @@ class Tags(fields.List):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
         tags = super()._deserialize(value, attr, data, **kwargs)
-        unique = list({tag.casefold(): tag for tag in reversed(tags)}.values())[::-1]
+        first_spelling: dict[str, str] = {}
+        for tag in tags:
+            first_spelling.setdefault(tag.casefold(), tag)
+        unique = list(first_spelling.values())
         if len(unique) > MAX_TAGS:
             raise ValidationError(f"At most {MAX_TAGS} distinct tags.")
         return unique
@@ -162,6 +165,28 @@ class TaskSchema(Schema):
     version = fields.Integer()
 
 
+def dump_task(row: dict[str, Any]) -> dict[str, Any]:
+    """TaskSchema().dump(row), written out: the hot path of every response that carries tasks.
+
+    TaskSchema stays the schema of record (the OpenAPI document is built from it) and a test holds
+    this function equal to it; marshmallow's generic dump costs ~30 us a task, this ~3 us.
+    """
+    return {
+        "id": row["id"],
+        "user_id": row["user_id"],
+        "title": row["title"],
+        "description": row["description"],
+        "completed": row["completed"],
+        "completed_at": format_timestamp(row["completed_at"]),
+        "priority": row["priority"],
+        "tags": row["tags"],
+        "due_at": format_timestamp(row["due_at"]),
+        "created_at": format_timestamp(row["created_at"]),
+        "updated_at": format_timestamp(row["updated_at"]),
+        "version": row["version"],
+    }
+
+
 def _comma_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",")]
 
@@ -225,7 +250,6 @@ class ListQuerySchema(Schema):
 task_input = TaskInputSchema()
 task_patch = TaskPatchSchema()
 complete_input = CompleteSchema()
-task_output = TaskSchema()
 list_query = ListQuerySchema()
 
 

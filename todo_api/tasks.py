@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, json, request, url_for
@@ -11,11 +10,11 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
-from . import listing
+from . import idempotency, listing
 from .auth import require_user
 from .db import Database, Row
 from .errors import ApiError, not_found, validation_error
-from .schemas import complete_input, envelope, list_query, task_input, task_output, task_patch
+from .schemas import complete_input, dump_task, envelope, list_query, task_input, task_patch
 
 log = logging.getLogger("todo_api.tasks")
 
@@ -32,11 +31,14 @@ QUERY_NAMES = (
     "list_tasks",
     "count_tasks",
     "get_cursor_key",
+    "claim_idempotency_key",
+    "get_idempotent_response",
+    "save_idempotent_response",
+    "purge_idempotency_keys",
 )
 WRITABLE_FIELDS = ("title", "description", "completed", "priority", "tags", "due_at")
 TASK_ID = "<task_id:task_id>"
 MAX_TASK_ID = 2**63 - 1
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 NO_BODY = object()  # an absent body, told apart from a JSON `null` (which is not an object: a 400)
 
 
@@ -102,29 +104,32 @@ def _load(schema: Schema, body: Any) -> dict[str, Any]:
         raise validation_error(_details(error)) from None
 
 
-def _expected_version() -> int | None:
-    """The version If-Match asks for: None when absent or `*` (any existing task)."""
+def _expected_versions() -> list[int] | None:
+    """The versions If-Match accepts: None when absent or `*` (any existing task). Weak and
+    malformed tags are dropped: If-Match uses the strong comparison, so they never match."""
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    for tag in header.split(","):
-        tag = tag.strip()
-        if tag.startswith('"') and tag.endswith('"') and tag[1:-1].isdigit() and len(tag) < 12:
-            return int(tag[1:-1])
-    return 0  # only weak or malformed tags: strong comparison never matches, versions start at 1
+    tags = (tag.strip() for tag in header.split(","))
+    return [int(tag[1:-1]) for tag in tags if len(tag) < 12 and tag[:1] == tag[-1:] == '"' and tag[1:-1].isdigit()]
+
+
+def _json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None, **meta: Any) -> Response:
+    body = json.dumps(envelope(data, g.request_id, **meta))
+    return current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
+
+
+def _etag(task: Row) -> str:
+    return f'"{task["version"]}"'
 
 
 def _task_response(task: Row, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = envelope(task_output.dump(task), g.request_id)
-    response = current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
-    response.headers["ETag"] = f'"{task["version"]}"'
-    response.headers.update(headers or {})
-    return response
+    return _json_response(dump_task(task), status, {"ETag": _etag(task), **(headers or {})})
 
 
-def _missing_or_moved(user_id: str, task_id: int, expected_version: int | None) -> ApiError:
+def _missing_or_moved(user_id: str, task_id: int, expected_versions: list[int] | None) -> ApiError:
     """A conditional write matched no row: 412 if the task exists at another version, else 404."""
-    if expected_version is not None and _db().fetch_one("get_task_version", {"user_id": user_id, "task_id": task_id}):
+    if expected_versions is not None and _db().fetch_one("get_task_version", {"user_id": user_id, "task_id": task_id}):
         return ApiError(412)
     return not_found()
 
@@ -154,15 +159,8 @@ def list_tasks(user_id: str) -> Response:
             meta["total"] = run.fetch_one(count_statement, {**count_params, "user_id": user_id})["total"]  # type: ignore[index]
     page = rows[:limit]
     next_cursor = codec.encode(query, page[-1]) if len(rows) > limit else None
-    body = envelope(
-        task_output.dump(page, many=True),
-        g.request_id,
-        count=len(page),
-        limit=limit,
-        next_cursor=next_cursor,
-        **meta,
-    )
-    return current_app.response_class(json.dumps(body), status=200, mimetype="application/json")
+    data = [dump_task(row) for row in page]
+    return _json_response(data, count=len(page), limit=limit, next_cursor=next_cursor, **meta)
 
 
 def _cursor_key() -> bytes:
@@ -178,16 +176,31 @@ def _cursor_key() -> bytes:
 @bp.post("")
 @require_user
 def create_task(user_id: str) -> Response:
-    """Create a task. 201 with Location and ETag; 400, 413, 415."""
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-        raise validation_error({"Idempotency-Key": ["Must be 1-255 visible ASCII characters."]})
-    fields = _load(task_input, _json_body())
-    task = _db().fetch_one("insert_task", {**fields, "user_id": user_id})
-    assert task is not None
+    """Create a task; with Idempotency-Key, at most once per key. 201 with Location and ETag
+    (a retry gets the first response again); 400, 409, 413, 415."""
+    key = idempotency.key_from_request()
+    body = _json_body()
+    fields = _load(task_input, body)
+    with _db().transaction() as run:
+        if key is not None:
+            remembered = idempotency.claim(run, user_id, key, idempotency.body_hash(body))
+            if remembered is not None:
+                return _created_response(remembered)
+        task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
+        assert task is not None
+        first = idempotency.Remembered(
+            201, dump_task(task), url_for("tasks.get_task", user_id=user_id, task_id=task["id"]), _etag(task)
+        )
+        if key is not None:
+            idempotency.remember(run, user_id, key, first)
     _log_write("task.created", user_id, task["id"])
-    location = url_for("tasks.get_task", user_id=user_id, task_id=task["id"])
-    return _task_response(task, 201, {"Location": location})
+    return _created_response(first)
+
+
+def _created_response(remembered: idempotency.Remembered) -> Response:
+    """A create's response: the first one, or the one remembered for its Idempotency-Key."""
+    headers = {"Location": remembered.location, "ETag": remembered.etag}
+    return _json_response(remembered.data, remembered.status, headers)
 
 
 @bp.get(f"/{TASK_ID}")
@@ -211,12 +224,12 @@ def _weak_match(header: str, etag: str) -> bool:
 
 
 def _update(user_id: str, task_id: int, fields: dict[str, Any]) -> Response:
-    expected_version = _expected_version()
+    expected_versions = _expected_versions()
     params = {field: fields.get(field) for field in WRITABLE_FIELDS}
-    params.update(user_id=user_id, task_id=task_id, fields=list(fields), expected_version=expected_version)
+    params.update(user_id=user_id, task_id=task_id, fields=list(fields), expected_versions=expected_versions)
     task = _db().fetch_one("update_task", params)
     if task is None:
-        raise _missing_or_moved(user_id, task_id, expected_version)
+        raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.updated", user_id, task_id)
     return _task_response(task)
 
@@ -241,13 +254,13 @@ def complete_task(user_id: str, task_id: int) -> Response:
     """Toggle completed (no body) or set it ({"completed": bool}). 200 with ETag; 400, 404, 412, 415."""
     body = _json_body(required=False)
     completed = None if body is NO_BODY else _load(complete_input, body)["completed"]
-    expected_version = _expected_version()
+    expected_versions = _expected_versions()
     task = _db().fetch_one(
         "set_task_completed",
-        {"user_id": user_id, "task_id": task_id, "completed": completed, "expected_version": expected_version},
+        {"user_id": user_id, "task_id": task_id, "completed": completed, "expected_versions": expected_versions},
     )
     if task is None:
-        raise _missing_or_moved(user_id, task_id, expected_version)
+        raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.completed" if task["completed"] else "task.reopened", user_id, task_id)
     return _task_response(task)
 
@@ -255,12 +268,13 @@ def complete_task(user_id: str, task_id: int) -> Response:
 @bp.delete(f"/{TASK_ID}")
 @require_user
 def delete_task(user_id: str, task_id: int) -> Response:
-    """Delete a task. 200 with the deleted task and its last ETag; 404, 412."""
-    expected_version = _expected_version()
+    """Delete a task. 200 with the deleted task and its last ETag; 404, 412, 415."""
+    _json_body(required=False)  # a body is not needed, but one that is not JSON is still a 415
+    expected_versions = _expected_versions()
     task = _db().fetch_one(
-        "delete_task", {"user_id": user_id, "task_id": task_id, "expected_version": expected_version}
+        "delete_task", {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
     )
     if task is None:
-        raise _missing_or_moved(user_id, task_id, expected_version)
+        raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.deleted", user_id, task_id)
     return _task_response(task)

@@ -1,0 +1,272 @@
+"""HTTP benchmark: the service under gunicorn against the bare-Flask floor, in one run.
+
+Starts a throwaway embedded PostgreSQL, seeds 20 users x 200 tasks, serves the API with
+`gunicorn -c gunicorn.conf.py wsgi:app` (2 workers) on 127.0.0.1, and drives it with wrk
+(16 connections) for each scenario: GET one task, GET the first page (limit 20), POST, PATCH.
+The floor, a bare Flask app under the same gunicorn settings, is measured in the same run.
+Prints requests/s, p50/p99 latency, errors, the ratio to the floor, and each worker's peak RSS.
+
+    python bench/http_bench.py [--duration 10] [--connections 16] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from todo_api.cli import migrate  # noqa: E402
+from todo_api.embedded import EmbeddedPostgres  # noqa: E402
+
+SECRET = "bench-secret-0123456789-0123456789-0123456789"
+USERS = 20
+TASKS_PER_USER = 200
+
+SEED_SQL = """
+INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, tags, due_at, created_at,
+                   updated_at)
+SELECT 'bench-' || u,
+       (ARRAY['Buy', 'Call', 'Email', 'Fix', 'Plan', 'Review', 'Write', 'Book'])[1 + (t %% 8)] || ' '
+         || (ARRAY['milk', 'plumber', 'report', 'dentist', 'gift', 'insurance', 'slides', 'tax'])[1 + (t * 7 %% 8)]
+         || ' #' || t,
+       CASE WHEN t %% 3 = 0 THEN 'Remember to check the details first.' END,
+       t %% 4 = 0,
+       CASE WHEN t %% 4 = 0 THEN now() END,
+       (ARRAY['none', 'low', 'medium', 'high'])[1 + (t %% 4)]::task_priority,
+       CASE t %% 4 WHEN 0 THEN ARRAY['home'] WHEN 1 THEN ARRAY['work', 'urgent'] WHEN 2 THEN ARRAY[]::text[]
+                   ELSE ARRAY['errands'] END,
+       CASE WHEN t %% 2 = 0 THEN now() + (t || ' hours')::interval END,
+       now() - (t || ' minutes')::interval,
+       now() - (t || ' minutes')::interval
+FROM generate_series(1, %(users)s) AS u, generate_series(1, %(tasks)s) AS t
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def token(user_id: str) -> str:
+    now = datetime.now(UTC)
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + timedelta(hours=2)}, SECRET, algorithm="HS256")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn on 127.0.0.1 with the given config file and app."""
+
+    def __init__(self, config: str, app: str, env: dict[str, str], workers: int, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers)}
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", config, app],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, path: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server on {self.url} did not start")
+
+    def worker_peak_rss_mb(self) -> list[float]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        peaks = []
+        for pid in children:
+            status = Path(f"/proc/{pid}/status").read_text()
+            peaks.append(int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024)
+        return peaks
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self._log.close()
+
+
+def lua_script(requests: list[dict[str, str]]) -> str:
+    """A wrk script that sends one of `requests`, at random, each time."""
+    rows = []
+    for r in requests:
+        headers = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in r.get("headers", {}).items())
+        body = json.dumps(r["body"]) if r.get("body") else "nil"
+        rows.append(
+            f'{{method = "{r["method"]}", path = {json.dumps(r["path"])}, headers = {{{headers}}}, body = {body}}}'
+        )
+    return (
+        "local requests = {\n  " + ",\n  ".join(rows) + "\n}\n"
+        "math.randomseed(os.time())\n"
+        "request = function()\n"
+        "  local r = requests[math.random(#requests)]\n"
+        "  return wrk.format(r.method, r.path, r.headers, r.body)\n"
+        "end\n"
+    )
+
+
+def run_wrk(name: str, url: str, script: str, connections: int, duration: int, workdir: Path) -> Result:
+    script_path = workdir / f"{name.replace(' ', '_')}.lua"
+    script_path.write_text(script)
+    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(script_path), url]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    return Result(
+        name=name,
+        requests_per_second=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        p50_ms=_latency_ms(re.search(r"\s50%\s+([\d.]+\w+)", output).group(1)),
+        p99_ms=_latency_ms(re.search(r"\s99%\s+([\d.]+\w+)", output).group(1)),
+        errors=_errors(output),
+        requests=int(re.search(r"(\d+) requests in", output).group(1)),
+    )
+
+
+def _latency_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def _errors(output: str) -> int:
+    errors = 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        errors += int(non_2xx.group(1))
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if sockets:
+        errors += sum(int(n) for n in sockets.groups())
+    return errors
+
+
+def scenarios(task_ids: dict[str, list[int]]) -> dict[str, list[dict]]:
+    rng = random.Random(7)
+    tokens = {user: token(user) for user in task_ids}
+    auth = {user: {"Authorization": f"Bearer {tokens[user]}"} for user in task_ids}
+    json_auth = {user: {**auth[user], "Content-Type": "application/json"} for user in task_ids}
+    pairs = [(user, task_id) for user, ids in task_ids.items() for task_id in ids]
+    sample = rng.sample(pairs, 500)
+    return {
+        "GET one": [{"method": "GET", "path": f"/api/{u}/tasks/{t}", "headers": auth[u]} for u, t in sample],
+        "GET list (20)": [{"method": "GET", "path": f"/api/{u}/tasks?limit=20", "headers": auth[u]} for u in task_ids],
+        "POST": [
+            {
+                "method": "POST",
+                "path": f"/api/{u}/tasks",
+                "headers": json_auth[u],
+                "body": json.dumps({"title": "Benchmark task", "priority": "low", "tags": ["bench", "load"]}),
+            }
+            for u in task_ids
+        ],
+        "PATCH": [
+            {
+                "method": "PATCH",
+                "path": f"/api/{u}/tasks/{t}",
+                "headers": json_auth[u],
+                "body": json.dumps({"priority": rng.choice(["low", "medium", "high"])}),
+            }
+            for u, t in sample
+        ],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario (default 10)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+
+    workdir = Path(tempfile.mkdtemp(prefix="todo-bench-"))
+    os.chmod(workdir, 0o755)
+    postgres = EmbeddedPostgres(workdir / "pg", durable=False).start()
+    servers: list[Server] = []
+    try:
+        os.environ["DATABASE_URL"] = postgres.url()
+        migrate()
+        with psycopg.connect(postgres.url(), autocommit=True) as conn:
+            conn.execute(SEED_SQL, {"users": USERS, "tasks": TASKS_PER_USER})
+            conn.execute("ANALYZE tasks")
+            rows = conn.execute("SELECT user_id, id FROM tasks ORDER BY id").fetchall()
+        task_ids: dict[str, list[int]] = {}
+        for user_id, task_id in rows:
+            task_ids.setdefault(user_id, []).append(task_id)
+
+        env = {"DATABASE_URL": postgres.url(), "BETTER_AUTH_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+        floor = Server("bench/floor.conf.py", "bench.floor:app", env, args.workers, workdir / "floor.log")
+        servers.append(floor)
+        floor.wait_ready("/floor")
+        floor_script = lua_script([{"method": "GET", "path": "/floor"}])
+        floor_result = run_wrk("floor", floor.url, floor_script, args.connections, args.duration, workdir)
+        floor.stop()
+        servers.remove(floor)
+
+        service = Server("gunicorn.conf.py", "wsgi:app", env, args.workers, workdir / "service.log")
+        servers.append(service)
+        service.wait_ready("/healthz")
+        results = [floor_result]
+        for name, requests in scenarios(task_ids).items():
+            results.append(run_wrk(name, service.url, lua_script(requests), args.connections, args.duration, workdir))
+        peaks = service.worker_peak_rss_mb()
+        service.stop()
+        servers.remove(service)
+    finally:
+        for server in servers:
+            server.stop()
+        postgres.stop(mode="immediate")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(
+        f"\n{args.workers} gunicorn workers, wrk with {args.connections} connections, {args.duration} s per scenario, "
+        f"{USERS} users x {TASKS_PER_USER} tasks\n"
+    )
+    print("| scenario | requests/s | p50 ms | p99 ms | p99/p50 | errors | x floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        ratio = r.requests_per_second / floor_result.requests_per_second
+        print(
+            f"| {r.name} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.p99_ms / r.p50_ms:.1f} | {r.errors} | {ratio:.2f} |"
+        )
+    print(f"\npeak RSS per worker: {', '.join(f'{mb:.1f} MB' for mb in peaks)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The todo-api command and start-up configuration (OPERATIONS.md)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jwt
+import psycopg
+import pytest
+from conftest import SECRET, free_port
+
+from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT, parse_ttl
+from todo_api.config import ConfigError, load_settings
+from todo_api.embedded import EmbeddedPostgres
+
+VALID = {"DATABASE_URL": "postgresql://u@127.0.0.1/db", "BETTER_AUTH_SECRET": SECRET}
+
+
+def todo_api(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BETTER_AUTH", "JWT_", "DB_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "todo_api.cli", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+    )
+
+
+def schema_snapshot(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name NOT LIKE '%%yoyo%%' ORDER BY 1, 2"
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            " AND tablename NOT LIKE '%%yoyo%%' ORDER BY 1"
+        ).fetchall()
+        constraints = conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE connamespace = 'public'::regnamespace ORDER BY 1"
+        ).fetchall()
+    return columns + indexes + constraints
+
+
+@pytest.fixture(scope="module")
+def blank_database(tmp_path_factory):
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("cli-pg"), durable=False).start()
+    yield server.url()
+    server.stop(mode="immediate")
+
+
+def test_migrate_twice_is_a_no_op_and_rollback_then_migrate_restores_the_schema(blank_database):
+    env = {"DATABASE_URL": blank_database}
+    first = todo_api("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    migrations = [p for p in MIGRATIONS_DIR.glob("*.sql") if not p.name.endswith(".rollback.sql")]
+    assert first.stdout.startswith(f"{len(migrations)} migration(s) applied")
+    applied = schema_snapshot(blank_database)
+    assert any("tasks" in str(row) for row in applied)
+
+    second = todo_api("migrate", env=env)
+    assert second.returncode == 0 and second.stdout.startswith("0 migration(s) applied")
+    assert schema_snapshot(blank_database) == applied
+
+    rolled = todo_api("rollback", "--count", "2", env=env)
+    assert rolled.returncode == 0 and rolled.stdout.startswith("2 migration(s) rolled back")
+    assert schema_snapshot(blank_database) != applied
+    assert todo_api("migrate", env=env).stdout.startswith("2 migration(s) applied")
+    assert schema_snapshot(blank_database) == applied
+
+
+def test_seed_fills_tasks_and_prints_a_token_per_user(blank_database):
+    env = {"DATABASE_URL": blank_database, "BETTER_AUTH_SECRET": SECRET}
+    assert todo_api("migrate", env=env).returncode == 0
+    result = todo_api("seed", "--users", "2", "--tasks", "5", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert [user for user, _ in lines] == ["user-1", "user-2"]
+    for user, token in lines:
+        assert jwt.decode(token, SECRET, algorithms=["HS256"])["sub"] == user
+    with psycopg.connect(blank_database) as conn:
+        counts = conn.execute("SELECT user_id, count(*) FROM tasks GROUP BY 1 ORDER BY 1").fetchall()
+    assert counts == [("user-1", 5), ("user-2", 5)]
+
+
+def test_token_is_hs256_for_the_user_with_the_ttl():
+    result = todo_api("token", "alice", "--ttl", "15m", env=VALID)
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["exp"] - claims["iat"] == 15 * 60
+
+
+def test_token_carries_the_configured_issuer_and_audience():
+    env = {**VALID, "JWT_ISSUER": "https://auth.example", "JWT_AUDIENCE": "https://api.example"}
+    token = todo_api("token", "alice", env=env).stdout.strip()
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="https://api.example")
+    assert claims["iss"] == "https://auth.example"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("1h", 3600), ("7d", 604800)])
+def test_ttl_parsing(text, seconds):
+    assert parse_ttl(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"BETTER_AUTH_SECRET": "short"}, "BETTER_AUTH_SECRET"),
+        ({"BETTER_AUTH_SECRET": ""}, "BETTER_AUTH_SECRET"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"DB_POOL_MAX_SIZE": "ten"}, "DB_POOL_MAX_SIZE"),
+        ({"DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "DB_POOL_MAX_SIZE"),
+        ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_TIMEOUT"),
+        ({"DB_STATEMENT_TIMEOUT_MS": "-1"}, "DB_STATEMENT_TIMEOUT_MS"),
+        ({"JWT_LEEWAY_SECONDS": "soon"}, "JWT_LEEWAY_SECONDS"),
+        ({"JWT_ALGORITHMS": "none"}, "JWT_ALGORITHMS"),
+        ({"JWT_ALGORITHMS": "HS512"}, "BETTER_AUTH_SECRET"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"BETTER_AUTH_URL": "localhost:3000"}, "BETTER_AUTH_URL"),
+        ({"CORS_ALLOWED_ORIGINS": "example.com"}, "CORS_ALLOWED_ORIGINS"),
+    ],
+)
+def test_bad_configuration_names_the_variable(env, variable):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**VALID, **env})
+    assert raised.value.variable == variable
+    assert str(raised.value).startswith(f"configuration error: {variable} ")
+
+
+def test_either_auth_mode_alone_is_a_complete_configuration():
+    assert load_settings({"BETTER_AUTH_URL": "http://localhost:3000/"}).jwt_issuer == "http://localhost:3000"
+    assert load_settings({"BETTER_AUTH_SECRET": SECRET}).jwt_algorithms == ("HS256",)
+    with pytest.raises(ConfigError):
+        load_settings({})
+
+
+def test_gunicorn_with_bad_configuration_exits_with_one_line():
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BETTER_AUTH", "JWT_"))}
+    env = {**clean, **VALID, "BETTER_AUTH_SECRET": "too-short", "PORT": str(free_port())}
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip() == "configuration error: BETTER_AUTH_SECRET must be at least 32 bytes long"
+
+
+def test_serve_with_bad_configuration_exits_with_one_line():
+    result = todo_api("serve", "--port", str(free_port()), env={**VALID, "LOG_FORMAT": "xml"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "configuration error: LOG_FORMAT must be json or text, got 'xml'"
