@@ -345,12 +345,32 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     spec.components.schema("TaskEnvelope", _envelope("Task"))
     spec.components.schema("TaskListEnvelope", _envelope({"type": "array", "items": "Task"}, meta="ListMeta"))
     spec.components.schema(
-        "ProbeEnvelope",
+        "HealthEnvelope",
         _envelope(
             {
                 "type": "object",
-                "properties": {"status": {"const": "ok"}, "database": {"const": "ok"}},
+                "properties": {"status": {"const": "ok"}},
                 "required": ["status"],
+                "additionalProperties": False,
+            }
+        ),
+    )
+    spec.components.schema(
+        "ReadyEnvelope",
+        _envelope(
+            {
+                "type": "object",
+                "properties": {
+                    "status": {"const": "ok"},
+                    "database": {"const": "ok"},
+                    "jwks": {
+                        "enum": ["ok", "stale", "disabled"],
+                        "description": "`stale`: cached keys still verify while the JWKS endpoint fails; "
+                        "`disabled`: no JWKS configured. With no key ever fetched the answer is a 503.",
+                    },
+                },
+                "required": ["status", "database", "jwks"],
+                "additionalProperties": False,
             }
         ),
     )
@@ -654,7 +674,7 @@ def _add_task_paths(spec: APISpec) -> None:
 
 def _add_public_paths(spec: APISpec) -> None:
     public: dict[str, Any] = {"security": [], "parameters": ["X-Request-ID"]}
-    probe_ok = {"headers": {"X-Request-ID": "X-Request-ID"}, "content": _json_content("ProbeEnvelope")}
+    request_id = {"X-Request-ID": "X-Request-ID"}
     spec.path(
         "/healthz",
         operations={
@@ -663,7 +683,10 @@ def _add_public_paths(spec: APISpec) -> None:
                 "operationId": "healthz",
                 "summary": "Liveness: the process answers (no database access)",
                 "tags": ["probes"],
-                "responses": {"200": {"description": "Alive.", **probe_ok}, **_errors(500)},
+                "responses": {
+                    "200": {"description": "Alive.", "headers": request_id, "content": _json_content("HealthEnvelope")},
+                    **_errors(500),
+                },
             }
         },
     )
@@ -673,9 +696,12 @@ def _add_public_paths(spec: APISpec) -> None:
             "get": {
                 **public,
                 "operationId": "readyz",
-                "summary": "Readiness: the database answers",
+                "summary": "Readiness: the database answers and, with JWKS, signing keys are at hand",
                 "tags": ["probes"],
-                "responses": {"200": {"description": "Ready.", **probe_ok}, **_errors(500, 503)},
+                "responses": {
+                    "200": {"description": "Ready.", "headers": request_id, "content": _json_content("ReadyEnvelope")},
+                    **_errors(500, 503),
+                },
             }
         },
     )
