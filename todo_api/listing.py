@@ -59,10 +59,14 @@ _FILTERS: dict[str, sql.SQL] = {
     "pending": sql.SQL("AND NOT completed"),
     "completed": sql.SQL("AND completed"),
     "priority": sql.SQL("AND priority = ANY(%(priorities)s::task_priority[])"),
-    "tag": sql.SQL("AND lower_tags(tags) @> %(tags)s::text[]"),
+    "tag": sql.SQL("AND tags_lower @> lower_tags(%(tags)s::text[])"),
     "q": sql.SQL("AND (title ILIKE %(pattern)s OR description ILIKE %(pattern)s)"),
-    "due_after": sql.SQL("AND due_at >= %(due_after)s"),
-    "due_before": sql.SQL("AND due_at < %(due_before)s"),
+    # The due bounds are written on {due}, the due_at expression of the index being scanned (the
+    # sort's own when sorting by due_at), so they bound its range instead of filtering every row.
+    "due_after": sql.SQL("AND {due} >= %(due_after)s"),
+    "due_before": sql.SQL("AND {due} < %(due_before)s"),
+    # With a due bound, tasks without due_at never match: drop their +-infinity stand-ins.
+    "has_due": sql.SQL("AND {due} > '-infinity'::timestamptz AND {due} < 'infinity'::timestamptz"),
 }
 _AFTER_ASC = sql.SQL("AND ({key}, id) > (%(after_key)s::{cast}, %(after_id)s)")
 _AFTER_DESC = sql.SQL("AND ({key}, id) < (%(after_key)s::{cast}, %(after_id)s)")
@@ -96,14 +100,17 @@ class ListQuery:
             params["priorities"] = sorted(set(options["priority"]))
         if options["tag"]:
             fragments.append(_FILTERS["tag"])
-            params["tags"] = sorted({tag.lower() for tag in options["tag"]})
+            params["tags"] = sorted(set(options["tag"]))  # lower-cased by the SQL, as the stored tags are
         if options["q"] is not None:
             fragments.append(_FILTERS["q"])
             params["pattern"] = _like_pattern(options["q"])
-        for bound in ("due_after", "due_before"):
-            if options[bound] is not None:
-                fragments.append(_FILTERS[bound])
+        bounds = [bound for bound in ("due_after", "due_before") if options[bound] is not None]
+        if bounds:
+            due = self.sort.expression if self.sort.column == "due_at" else _DUE_ASC
+            for bound in bounds:
+                fragments.append(_FILTERS[bound].format(due=due))
                 params[bound] = options[bound]
+            fragments.append(_FILTERS["has_due"].format(due=due))
         return sql.SQL(" ").join(fragments), params
 
     def fingerprint(self) -> str:
@@ -132,7 +139,8 @@ class CursorCodec:
             key = "-infinity" if query.sort.descending else "infinity"
         elif isinstance(key, datetime):
             key = key.isoformat()
-        payload = json.dumps([query.fingerprint(), key, row["id"]], separators=(",", ":")).encode()
+        # ensure_ascii=False: a 200-character title of emoji stays well inside the cursor's length limit.
+        payload = json.dumps([query.fingerprint(), key, row["id"]], separators=(",", ":"), ensure_ascii=False).encode()
         return _b64(payload) + "." + _b64(self._signature(payload))
 
     def decode(self, query: ListQuery, cursor: str) -> tuple[Any, int]:
