@@ -37,7 +37,10 @@ CREATE INDEX tasks_pending_due_desc_idx ON tasks (user_id, (COALESCE(due_at, '-i
     WHERE NOT completed;
 
 -- A common tag or word fills a page within a few rows of an ordered scan; a rare one would not, so
--- the planner can instead collect the user's matching rows here and sort only those.
-CREATE INDEX tasks_user_tags_idx ON tasks USING gin (user_id, tags_lower);
-CREATE INDEX tasks_user_title_trgm_idx ON tasks USING gin (user_id, title gin_trgm_ops);
-CREATE INDEX tasks_user_description_trgm_idx ON tasks USING gin (user_id, description gin_trgm_ops);
+-- the planner can instead collect the user's matching rows here and sort only those. fastupdate off:
+-- a write pays for its entries at once (about 0.2 ms), rather than every search scanning a pending
+-- list of recent writes until autovacuum merges it.
+CREATE INDEX tasks_user_tags_idx ON tasks USING gin (user_id, tags_lower) WITH (fastupdate = off);
+CREATE INDEX tasks_user_title_trgm_idx ON tasks USING gin (user_id, title gin_trgm_ops) WITH (fastupdate = off);
+CREATE INDEX tasks_user_description_trgm_idx ON tasks USING gin (user_id, description gin_trgm_ops)
+    WITH (fastupdate = off);
