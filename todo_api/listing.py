@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import ValidationError
@@ -156,24 +156,36 @@ class CursorCodec:
             raise invalid from None
         if fingerprint != query.fingerprint():
             raise ValidationError({"cursor": ["This cursor belongs to another sort or filter."]})
-        if not isinstance(task_id, int) or not 0 < task_id <= MAX_TASK_ID or not _key_fits(query.sort, key):
+        if type(task_id) is not int or not 0 < task_id <= MAX_TASK_ID:
             raise invalid
-        return key, task_id
+        try:
+            return _sort_value(query.sort, key), task_id
+        except (ValueError, TypeError, OverflowError):
+            raise invalid from None
 
 
-def _key_fits(sort: SortKey, key: Any) -> bool:
+def _sort_value(sort: SortKey, key: Any) -> Any:
+    """A cursor's sort key as a parameter PostgreSQL will take for this sort; raises otherwise.
+
+    Only signed cursors get here, so this is defence in depth against a leaked or misused key.
+    """
     if not isinstance(key, str):
-        return False
+        raise TypeError("a cursor's sort key is a string")
     if sort.column == "priority":
-        return key in PRIORITIES
+        if key not in PRIORITIES:
+            raise ValueError("not a priority")
+        return key
     if sort.column == "title":
-        return "\x00" not in key
+        if "\x00" in key:
+            raise ValueError("NUL in a title")
+        key.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
+        return key
     if sort.column == "due_at" and key in ("infinity", "-infinity"):
-        return True
-    try:
-        return datetime.fromisoformat(key).tzinfo is not None
-    except ValueError:
-        return False
+        return key
+    moment = datetime.fromisoformat(key)
+    if moment.tzinfo is None:
+        raise ValueError("a naive timestamp")
+    return moment.astimezone(UTC)
 
 
 def _b64(data: bytes) -> str:
