@@ -4,6 +4,11 @@ The query is `list_tasks` from sql/tasks.sql with its `{filters}`, `{after}`, `{
 `{direction}` holes filled from the fixed fragments below; user text only ever travels as a
 parameter. Sorting is always `(sort_key, id)` in one direction, so a page is one index range scan
 and the cursor is simply the last row's `(sort_key, id)`.
+
+Which plan is cheapest depends on the values: a common tag fills a page within a few rows of the
+ordered scan, a rare one is best collected from its GIN index and sorted. So these statements are
+never prepared (the view passes prepare=False): PostgreSQL plans each with its own values, and
+never settles on a generic plan that would walk a million rows for a tag that is not there.
 """
 
 from __future__ import annotations
