@@ -47,6 +47,7 @@ def insert_tasks(conn, user_id: str, rows: Iterable[dict[str, Any]]) -> list[dic
                        %(created_at)s, %(updated_at)s)
                RETURNING id""",
             {**task, "user_id": user_id},
+            prepare=False,  # the suite also runs through PgBouncer in transaction mode
         ).fetchone()["id"]
         tasks.append(task)
     return tasks

@@ -62,7 +62,7 @@ FRONTEND_LISTINGS: list[dict[str, str]] = [
 def seeded(database_url: str) -> Iterator[tuple[psycopg.Connection[dict[str, Any]], str]]:
     """A connection and a user with 10,000 tasks (and a neighbour with a few), vacuumed and analysed."""
     user_id, neighbour = f"plans-{uuid.uuid4().hex[:8]}", f"plans-{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True, prepare_threshold=None) as conn:
         for owner, count in ((user_id, USER_TASKS), (neighbour, NEIGHBOUR_TASKS)):
             conn.execute(SEED_SQL, {"user_id": owner, "count": count, "newest": "2026-01-01T00:00:00Z"})
         conn.execute("VACUUM ANALYZE tasks")
