@@ -16,6 +16,7 @@ stands in. `--plans` writes EXPLAIN (ANALYZE, BUFFERS) of each scenario on the l
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -231,18 +232,37 @@ def render_table(rows: list[tuple], tasks: int, runs: int) -> str:
     return "\n".join(lines)
 
 
+def _summary(plan: str) -> tuple[str, str]:
+    """The scans of a plan (with the Sort above them, if any) and its execution time."""
+    scans = re.findall(r"((?:Bitmap )?Index (?:Only )?Scan(?: Backward)?|Seq Scan) (?:using|on) (\w+)", plan)
+    shape = ", ".join(dict.fromkeys(f"{kind} {index}" for kind, index in scans))
+    if re.search(r"^\s*(->\s+)?Sort\b", plan, re.MULTILINE):
+        shape = f"Sort of {shape}"
+    times = re.findall(r"Execution Time: ([\d.]+) ms", plan)
+    return shape, " + ".join(f"{float(t):.2f} ms" for t in times)
+
+
 def write_plans(path: Path, plans: list[tuple[str, dict[str, str], str]], tasks: int) -> None:
     parts = [
-        "# Listing plans on a user with 1,000,000 tasks"
-        if tasks == 1_000_000
-        else f"# Listing plans ({tasks:,} tasks)",
+        f"# Listing plans on a user with {tasks:,} tasks",
         "",
-        "Written by `make bench-listing` (bench/listing.py): EXPLAIN (ANALYZE, BUFFERS) of the statement the",
-        "view runs for each listing, on the large user, after the benchmark's warm-up.",
+        "Written by `make bench-listing` (bench/listing.py; the data is described in bench/listing_seed.sql):",
+        "EXPLAIN (ANALYZE, BUFFERS) of the statements the view runs for each listing of the benchmark, on",
+        f"the user with {tasks:,} tasks, right after its timed requests. tests/test_listing_plans.py",
+        "checks on every run of the suite that each listing a frontend makes reads a page, not the user.",
+        "",
+        "| listing | plan | execution |",
+        "|---|---|---:|",
     ]
+    for name, _, plan in plans:
+        shape, execution = _summary(plan)
+        parts.append(f"| {name} | {shape} | {execution} |")
     for name, params, plan in plans:
-        query = "&".join(f"{key}={value}" for key, value in params.items()) or "(no parameters)"
-        parts += ["", f"## {name}", "", f"`GET /api/{{user}}/tasks?{query}`", "", "```", plan, "```"]
+        query = "&".join(f"{key}={value}" for key, value in params.items())
+        if name == DEEP:
+            query = "cursor=(next_cursor of page 4,999)"
+        request = f"GET /api/{{user}}/tasks{'?' + query if query else ''}"
+        parts += ["", f"## {name}", "", f"`{request}`", "", "```", plan, "```"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n")
 
