@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test lint format bench bench-http soak clean
+.PHONY: run test lint format bench bench-http bench-listing soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -32,12 +32,17 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-bench: bench-http
+bench: bench-http bench-listing
 
 bench-http: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
 	$(BIN)/python bench/http_bench.py
+
+# One user with 1,000,000 tasks and one with 100: median latency of the same listings, and the ratio.
+bench-listing: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/python bench/listing.py --table bench/results/listing.md --plans bench/results/listing-plans.md
 
 # A longer soak than make test's (bounded: at most SOAK_SECONDS), plus the outage test, with figures.
 soak: $(STAMP)

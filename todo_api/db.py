@@ -162,12 +162,13 @@ class Runner:
     def _statement(self, query: sql.Composable | str) -> sql.Composable:
         return self._queries[query] if isinstance(query, str) else query
 
-    def fetch_one(self, query: sql.Composable | str, params: Params) -> Row | None:
-        self._cursor.execute(self._statement(query), params)
+    def fetch_one(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> Row | None:
+        self._cursor.execute(self._statement(query), params, prepare=prepare)
         return self._cursor.fetchone()
 
-    def fetch_all(self, query: sql.Composable | str, params: Params) -> list[Row]:
-        self._cursor.execute(self._statement(query), params)
+    def fetch_all(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> list[Row]:
+        """`prepare=False`: plan with this call's values every time, never a generic plan (see listing.py)."""
+        self._cursor.execute(self._statement(query), params, prepare=prepare)
         return self._cursor.fetchall()
 
     def execute(self, query: sql.Composable | str, params: Params) -> int:

@@ -4,6 +4,11 @@ The query is `list_tasks` from sql/tasks.sql with its `{filters}`, `{after}`, `{
 `{direction}` holes filled from the fixed fragments below; user text only ever travels as a
 parameter. Sorting is always `(sort_key, id)` in one direction, so a page is one index range scan
 and the cursor is simply the last row's `(sort_key, id)`.
+
+Which plan is cheapest depends on the values: a common tag fills a page within a few rows of the
+ordered scan, a rare one is best collected from its GIN index and sorted. So these statements are
+never prepared (the view passes prepare=False): PostgreSQL plans each with its own values, and
+never settles on a generic plan that would walk a million rows for a tag that is not there.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import ValidationError
@@ -59,10 +64,14 @@ _FILTERS: dict[str, sql.SQL] = {
     "pending": sql.SQL("AND NOT completed"),
     "completed": sql.SQL("AND completed"),
     "priority": sql.SQL("AND priority = ANY(%(priorities)s::task_priority[])"),
-    "tag": sql.SQL("AND lower_tags(tags) @> %(tags)s::text[]"),
+    "tag": sql.SQL("AND tags_lower @> lower_tags(%(tags)s::text[])"),
     "q": sql.SQL("AND (title ILIKE %(pattern)s OR description ILIKE %(pattern)s)"),
-    "due_after": sql.SQL("AND due_at >= %(due_after)s"),
-    "due_before": sql.SQL("AND due_at < %(due_before)s"),
+    # The due bounds are written on {due}, the due_at expression of the index being scanned (the
+    # sort's own when sorting by due_at), so they bound its range instead of filtering every row.
+    "due_after": sql.SQL("AND {due} >= %(due_after)s"),
+    "due_before": sql.SQL("AND {due} < %(due_before)s"),
+    # With a due bound, tasks without due_at never match: drop their +-infinity stand-ins.
+    "has_due": sql.SQL("AND {due} > '-infinity'::timestamptz AND {due} < 'infinity'::timestamptz"),
 }
 _AFTER_ASC = sql.SQL("AND ({key}, id) > (%(after_key)s::{cast}, %(after_id)s)")
 _AFTER_DESC = sql.SQL("AND ({key}, id) < (%(after_key)s::{cast}, %(after_id)s)")
@@ -96,14 +105,17 @@ class ListQuery:
             params["priorities"] = sorted(set(options["priority"]))
         if options["tag"]:
             fragments.append(_FILTERS["tag"])
-            params["tags"] = sorted({tag.lower() for tag in options["tag"]})
+            params["tags"] = sorted(set(options["tag"]))  # lower-cased by the SQL, as the stored tags are
         if options["q"] is not None:
             fragments.append(_FILTERS["q"])
             params["pattern"] = _like_pattern(options["q"])
-        for bound in ("due_after", "due_before"):
-            if options[bound] is not None:
-                fragments.append(_FILTERS[bound])
+        bounds = [bound for bound in ("due_after", "due_before") if options[bound] is not None]
+        if bounds:
+            due = self.sort.expression if self.sort.column == "due_at" else _DUE_ASC
+            for bound in bounds:
+                fragments.append(_FILTERS[bound].format(due=due))
                 params[bound] = options[bound]
+            fragments.append(_FILTERS["has_due"].format(due=due))
         return sql.SQL(" ").join(fragments), params
 
     def fingerprint(self) -> str:
@@ -132,7 +144,8 @@ class CursorCodec:
             key = "-infinity" if query.sort.descending else "infinity"
         elif isinstance(key, datetime):
             key = key.isoformat()
-        payload = json.dumps([query.fingerprint(), key, row["id"]], separators=(",", ":")).encode()
+        # ensure_ascii=False: a 200-character title of emoji stays well inside the cursor's length limit.
+        payload = json.dumps([query.fingerprint(), key, row["id"]], separators=(",", ":"), ensure_ascii=False).encode()
         return _b64(payload) + "." + _b64(self._signature(payload))
 
     def decode(self, query: ListQuery, cursor: str) -> tuple[Any, int]:
@@ -148,24 +161,36 @@ class CursorCodec:
             raise invalid from None
         if fingerprint != query.fingerprint():
             raise ValidationError({"cursor": ["This cursor belongs to another sort or filter."]})
-        if not isinstance(task_id, int) or not 0 < task_id <= MAX_TASK_ID or not _key_fits(query.sort, key):
+        if type(task_id) is not int or not 0 < task_id <= MAX_TASK_ID:
             raise invalid
-        return key, task_id
+        try:
+            return _sort_value(query.sort, key), task_id
+        except (ValueError, TypeError, OverflowError):
+            raise invalid from None
 
 
-def _key_fits(sort: SortKey, key: Any) -> bool:
+def _sort_value(sort: SortKey, key: Any) -> Any:
+    """A cursor's sort key as a parameter PostgreSQL will take for this sort; raises otherwise.
+
+    Only signed cursors get here, so this is defence in depth against a leaked or misused key.
+    """
     if not isinstance(key, str):
-        return False
+        raise TypeError("a cursor's sort key is a string")
     if sort.column == "priority":
-        return key in PRIORITIES
+        if key not in PRIORITIES:
+            raise ValueError("not a priority")
+        return key
     if sort.column == "title":
-        return "\x00" not in key
+        if "\x00" in key:
+            raise ValueError("NUL in a title")
+        key.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
+        return key
     if sort.column == "due_at" and key in ("infinity", "-infinity"):
-        return True
-    try:
-        return datetime.fromisoformat(key).tzinfo is not None
-    except ValueError:
-        return False
+        return key
+    moment = datetime.fromisoformat(key)
+    if moment.tzinfo is None:
+        raise ValueError("a naive timestamp")
+    return moment.astimezone(UTC)
 
 
 def _b64(data: bytes) -> str:

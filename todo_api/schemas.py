@@ -199,7 +199,11 @@ class ListQuerySchema(Schema):
 
     status = fields.String(validate=validate.OneOf(("all", "pending", "completed")), load_default="all")
     priority = fields.List(fields.String(validate=validate.OneOf(PRIORITIES)), load_default=None)
-    tag = fields.List(Text(strip=True, validate=validate.Length(min=1, max=50)), load_default=list)
+    tag = fields.List(
+        Text(strip=True, validate=validate.Length(min=1, max=50)),
+        validate=validate.Length(max=MAX_TAGS),  # no task carries more
+        load_default=list,
+    )
     q = Text(validate=validate.Length(min=1, max=200), load_default=None)
     due_before = Timestamp(load_default=None)
     due_after = Timestamp(load_default=None)
@@ -234,7 +238,8 @@ class ListQuerySchema(Schema):
             elif name == "priority":
                 raw[name] = _comma_list(values[0])
             elif name == "limit":
-                raw[name] = int(values[0]) if values[0].isdigit() and len(values[0]) < 6 else values[0]
+                digits = values[0].isascii() and values[0].isdigit()  # str.isdigit() also takes "²" and "٣"
+                raw[name] = int(values[0]) if digits and len(values[0]) < 6 else values[0]
             else:
                 raw[name] = values[0]
         try:

@@ -153,10 +153,11 @@ def list_tasks(user_id: str) -> Response:
     limit = options["limit"]
     meta: dict[str, Any] = {}
     with _db().transaction() as run:
-        rows = run.fetch_all(statement, {**params, "user_id": user_id, "page_size": limit + 1})
+        rows = run.fetch_all(statement, {**params, "user_id": user_id, "page_size": limit + 1}, prepare=False)
         if options["total"]:
             count_statement, count_params = listing.build_count_statement(_db().queries["count_tasks"], query)
-            meta["total"] = run.fetch_one(count_statement, {**count_params, "user_id": user_id})["total"]  # type: ignore[index]
+            count = run.fetch_one(count_statement, {**count_params, "user_id": user_id}, prepare=False)
+            meta["total"] = count["total"]  # type: ignore[index]
     page = rows[:limit]
     next_cursor = codec.encode(query, page[-1]) if len(rows) > limit else None
     data = [dump_task(row) for row in page]

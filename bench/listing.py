@@ -1,0 +1,271 @@
+"""Listing benchmark (issue 3): does a page cost the same for a user with 1,000,000 tasks as for one with 100?
+
+    .venv/bin/python bench/listing.py [--tasks 1000000] [--runs 50] [--plans PATH] [--table PATH]
+
+Starts a throwaway embedded PostgreSQL (durable=False) in a temporary directory, applies the
+migrations before 0003 (the listing indexes), seeds both users with bench/listing_seed.sql
+(realistic, deterministic data: see the comments there), applies the remaining migrations, which
+builds the listing indexes over the data as on an existing database, and runs VACUUM ANALYZE.
+Then it measures GET /api/{user}/tasks through the real Flask app (create_app and its test client:
+auth, schema, SQL, JSON; no network) and prints the median latency per scenario and user, and the
+ratio (1,000,000-task user / 100-task user). The page 5,000 deep is reached by walking 4,999 pages
+by cursor; the 100-task user has no such page, so its last page (page 5, also reached by cursor)
+stands in. `--plans` writes EXPLAIN (ANALYZE, BUFFERS) of each scenario on the large user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from werkzeug.datastructures import MultiDict
+
+from todo_api import create_app, listing
+from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
+from todo_api.config import Settings
+from todo_api.embedded import EmbeddedPostgres
+from todo_api.schemas import list_query
+
+SEED_SQL = (Path(__file__).resolve().parent / "listing_seed.sql").read_text()
+LISTING_MIGRATION = "0003.listing-indexes"
+SECRET = "bench-secret-that-is-long-enough-0123456789"
+NEWEST = "2026-01-01T00:00:00Z"
+SMALL_TASKS = 100
+DEEP_PAGE = 5_000
+MAX_SECONDS_PER_SCENARIO = 60.0
+
+DEEP = f"page {DEEP_PAGE:,} (by cursor)"
+# (name, query parameters, in the 2.0 target): the issue's four, then other listings a frontend makes.
+SCENARIOS: list[tuple[str, dict[str, str], bool]] = [
+    ("first page", {}, True),
+    (DEEP, {}, True),
+    ("q search (q=milk)", {"q": "milk"}, True),
+    ("tag filter (tag=work)", {"tag": "work"}, True),
+    ("pending, by due date", {"status": "pending", "sort": "due_at"}, False),
+    ("completed, recently updated", {"status": "completed", "sort": "-updated_at"}, False),
+    ("by title", {"sort": "title"}, False),
+    ("high priority first", {"sort": "-priority"}, False),
+    ("due in a week, by due date", {"due_after": "2025-12-01T00:00:00Z", "due_before": "2025-12-08T00:00:00Z",
+                                    "sort": "due_at"}, False),
+    ("rare tag (tag=Passport)", {"tag": "Passport"}, False),
+    ("rare word (q=notary)", {"q": "notary"}, False),
+    ("first page with total=true", {"total": "true"}, False),
+]  # fmt: skip
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def migrate_and_seed(url: str, users: dict[str, int]) -> None:
+    """Migrations before the listing indexes, the seed, then the rest (indexes built over the data)."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(_yoyo_url(url))
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        split = next(i for i, migration in enumerate(pending) if migration.id == LISTING_MIGRATION)
+        backend.apply_migrations(pending.filter(lambda migration: migration in pending[:split]))
+        with psycopg.connect(url, autocommit=True) as conn:
+            for user_id, count in users.items():
+                started = time.perf_counter()
+                conn.execute(SEED_SQL, {"user_id": user_id, "count": count, "newest": NEWEST})
+                log(f"seeded {count:,} tasks for {user_id} in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+        backend.apply_migrations(backend.to_apply(migrations))
+        log(f"applied {LISTING_MIGRATION} and later migrations in {time.perf_counter() - started:.1f} s")
+    backend.connection.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        conn.execute("VACUUM ANALYZE tasks")
+        log(f"VACUUM ANALYZE in {time.perf_counter() - started:.1f} s")
+
+
+class Client:
+    """GET /api/{user}/tasks through the app, as that user."""
+
+    def __init__(self, app, user_id: str):
+        self.client = app.test_client()
+        self.path = f"/api/{user_id}/tasks"
+        now = datetime.now(UTC)
+        token = jwt.encode({"sub": user_id, "iat": now, "exp": now + timedelta(hours=2)}, SECRET, algorithm="HS256")
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def get(self, params: dict[str, str]) -> dict[str, Any]:
+        response = self.client.get(self.path, query_string=params, headers=self.headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {response.get_data(as_text=True)}")
+        return response.json
+
+    def cursor_at_page(self, params: dict[str, str], page: int) -> str | None:
+        """The cursor that fetches page `page` (or the last page, if there are fewer), by walking."""
+        cursor = None
+        for _ in range(page - 1):
+            next_cursor = self.get({**params, **({"cursor": cursor} if cursor else {})})["meta"]["next_cursor"]
+            if next_cursor is None:
+                break
+            cursor = next_cursor
+        return cursor
+
+
+def median_ms(calls: dict[str, Callable[[], Any]], runs: int) -> tuple[dict[str, float], int]:
+    """Median wall time of each call over `runs` rounds after 5 warm-ups, bounded in time.
+
+    The calls take turns within each round (in alternating order), so a noisy neighbour on the
+    machine slows both users alike instead of skewing their ratio.
+    """
+    for _ in range(5):
+        for call in calls.values():
+            call()
+    timings: dict[str, list[float]] = {name: [] for name in calls}
+    deadline = time.monotonic() + MAX_SECONDS_PER_SCENARIO
+    for round_number in range(runs):
+        names = list(calls) if round_number % 2 == 0 else list(calls)[::-1]
+        for name in names:
+            started = time.perf_counter()
+            calls[name]()
+            timings[name].append((time.perf_counter() - started) * 1000)
+        if time.monotonic() > deadline:
+            break
+    return {name: statistics.median(values) for name, values in timings.items()}, len(timings[name])
+
+
+def explain(url: str, user_id: str, params: dict[str, str], cursor: str | None, cursor_key: bytes) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statement the view runs for these parameters."""
+    from todo_api.db import load_queries
+
+    options = list_query.load_args(MultiDict({**params, **({"cursor": cursor} if cursor else {})}))
+    query = listing.ListQuery(options)
+    after = listing.CursorCodec(cursor_key).decode(query, cursor) if cursor else None
+    queries = load_queries()
+    statement, values = listing.build_list_statement(queries["list_tasks"], query, after)
+    statements = [(statement, {**values, "user_id": user_id, "page_size": options["limit"] + 1})]
+    if options["total"]:
+        statement, values = listing.build_count_statement(queries["count_tasks"], query)
+        statements.append((statement, {**values, "user_id": user_id}))
+    parts = []
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        for statement, values in statements:
+            conn.execute(statement, values).fetchall()  # warm, as in the measurement
+            rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) {}").format(statement), values).fetchall()
+            readable = psycopg.ClientCursor(conn).mogrify(statement, values)
+            parts.append(" ".join(readable.split()) + "\n\n" + "\n".join(row["QUERY PLAN"] for row in rows))
+    return "\n\n".join(parts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1_000_000, help="tasks of the large user")
+    parser.add_argument("--runs", type=int, default=50, help="timed requests per scenario and user")
+    parser.add_argument("--plans", type=Path, help="write the large user's EXPLAIN ANALYZE plans here (Markdown)")
+    parser.add_argument("--table", type=Path, help="write the result table here (Markdown)")
+    args = parser.parse_args()
+    large, small = f"bench-{args.tasks}", f"bench-{SMALL_TASKS}"
+
+    with tempfile.TemporaryDirectory(prefix="todo-bench-") as directory:
+        server = EmbeddedPostgres(directory, durable=False).start()
+        try:
+            url = server.url()
+            migrate_and_seed(url, {large: args.tasks, small: SMALL_TASKS})
+            settings = Settings(database_url=url, better_auth_secret=SECRET, db_pool_max_size=2, log_level="WARNING")
+            app = create_app(settings, configure_logs=False)
+            try:
+                rows = measure(app, url, large, small, args)
+            finally:
+                app.extensions["todo_api.db"].close()
+        finally:
+            server.stop(mode="fast")
+    table = render_table(rows, args.tasks, args.runs)
+    print(table)
+    if args.table:
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        args.table.write_text(table + "\n")
+    return 0 if all(ratio <= 2.0 for _, _, _, ratio, target, *_ in rows if target) else 1
+
+
+def measure(app, url: str, large: str, small: str, args) -> list[tuple]:
+    clients = {large: Client(app, large), small: Client(app, small)}
+    started = time.perf_counter()
+    deep = {user: client.cursor_at_page({}, DEEP_PAGE) for user, client in clients.items()}
+    log(f"walked to page {DEEP_PAGE:,} by cursor in {time.perf_counter() - started:.1f} s")
+    cursor_key = app.config["TODO_API_CURSOR_KEY"]
+    rows, plans = [], []
+    for name, params, target in SCENARIOS:
+        calls = {}
+        for user, client in clients.items():
+            query = {**params, **({"cursor": deep[user]} if name == DEEP and deep[user] else {})}
+            calls[user] = lambda client=client, query=query: client.get(query)
+        medians, runs = median_ms(calls, args.runs)
+        ratio = medians[large] / medians[small]
+        rows.append((name, medians[large], medians[small], ratio, target, runs))
+        log(f"{name}: {medians[large]:.2f} ms / {medians[small]:.2f} ms = {ratio:.2f}")
+        if args.plans:
+            plans.append((name, params, explain(url, large, params, deep[large] if name == DEEP else None, cursor_key)))
+    if args.plans:
+        write_plans(args.plans, plans, args.tasks)
+    return rows
+
+
+def render_table(rows: list[tuple], tasks: int, runs: int) -> str:
+    lines = [
+        f"| listing (limit 20) | {tasks:,} tasks | {SMALL_TASKS} tasks | ratio | target ≤ 2.0 |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, large_ms, small_ms, ratio, target, _ in rows:
+        verdict = ("yes" if ratio <= 2.0 else "**no**") if target else "(not a target)"
+        lines.append(f"| {name} | {large_ms:.2f} ms | {small_ms:.2f} ms | {ratio:.2f} | {verdict} |")
+    lines.append("")
+    lines.append(f"Median of {runs} requests per cell after 5 warm-ups, through the Flask app (test client).")
+    return "\n".join(lines)
+
+
+def _summary(plan: str) -> tuple[str, str]:
+    """The scans of a plan (with the Sort above them, if any) and its execution time."""
+    scans = re.findall(r"((?:Bitmap )?Index (?:Only )?Scan(?: Backward)?|Seq Scan) (?:using|on) (\w+)", plan)
+    shape = ", ".join(dict.fromkeys(f"{kind} {index}" for kind, index in scans))
+    if re.search(r"^\s*(->\s+)?Sort\b", plan, re.MULTILINE):
+        shape = f"Sort of {shape}"
+    times = re.findall(r"Execution Time: ([\d.]+) ms", plan)
+    return shape, " + ".join(f"{float(t):.2f} ms" for t in times)
+
+
+def write_plans(path: Path, plans: list[tuple[str, dict[str, str], str]], tasks: int) -> None:
+    parts = [
+        f"# Listing plans on a user with {tasks:,} tasks",
+        "",
+        "Written by `make bench-listing` (bench/listing.py; the data is described in bench/listing_seed.sql):",
+        "EXPLAIN (ANALYZE, BUFFERS) of the statements the view runs for each listing of the benchmark, on",
+        f"the user with {tasks:,} tasks, right after its timed requests. tests/test_listing_plans.py",
+        "checks on every run of the suite that each listing a frontend makes reads a page, not the user.",
+        "",
+        "| listing | plan | execution |",
+        "|---|---|---:|",
+    ]
+    for name, _, plan in plans:
+        shape, execution = _summary(plan)
+        parts.append(f"| {name} | {shape} | {execution} |")
+    for name, params, plan in plans:
+        query = "&".join(f"{key}={value}" for key, value in params.items())
+        if name == DEEP:
+            query = "cursor=(next_cursor of page 4,999)"
+        request = f"GET /api/{{user}}/tasks{'?' + query if query else ''}"
+        parts += ["", f"## {name}", "", f"`{request}`", "", "```", plan, "```"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Every listing a frontend makes is an index scan on the user's rows (API.md §4, issue 3).
+
+One user gets 10,000 realistic tasks (bench/listing_seed.sql, the benchmark's data) next to another
+user's 2,000; then each listing, built exactly as the view builds it, is run under EXPLAIN ANALYZE.
+A page may touch a few hundred of the user's rows, never most of them: no Seq Scan, no Sort of the whole user.
+Plans on a 1,000,000-task user: docs/listing-plans.md (written by `make bench-listing`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+from werkzeug.datastructures import MultiDict
+
+from todo_api import listing
+from todo_api.cli import PROJECT_ROOT
+from todo_api.db import load_queries
+from todo_api.schemas import list_query
+
+SEED_SQL = (PROJECT_ROOT / "bench" / "listing_seed.sql").read_text()
+USER_TASKS = 10_000
+NEIGHBOUR_TASKS = 2_000
+# A page of 20 may touch this many of the user's rows (rows read plus rows filtered out), in the
+# scan and in any Sort: the common filters need a few hundred; the whole user is 10,000.
+ROW_BUDGET = 1_000
+
+# What a frontend asks for: the default list, every sort in both directions, the status tabs, tag
+# chips, the search box, the priority filter and the due-date views, alone and combined.
+FRONTEND_LISTINGS: list[dict[str, str]] = [
+    {},
+    *({"sort": sort} for sort in listing.SORT_KEYS),
+    {"status": "pending"},
+    {"status": "pending", "sort": "due_at"},
+    {"status": "pending", "sort": "-priority"},
+    {"status": "pending", "sort": "title"},
+    {"status": "completed"},
+    {"status": "completed", "sort": "-updated_at"},
+    {"tag": "work"},
+    {"tag": "Passport"},
+    {"tag": "home", "status": "pending", "sort": "due_at"},
+    {"q": "milk"},
+    {"q": "notary"},
+    {"q": "Lisbon", "status": "pending"},
+    {"priority": "high"},
+    {"priority": "medium,high", "sort": "-priority"},
+    # The tasks were created from mid-December 2025 to 2026-01-01, due up to 30 days later.
+    {"due_after": "2026-01-15T00:00:00Z", "due_before": "2026-01-22T00:00:00Z", "sort": "due_at"},
+    {"due_after": "2025-12-18T00:00:00Z", "due_before": "2025-12-25T00:00:00Z", "sort": "-due_at"},
+    {"due_after": "2026-01-10T00:00:00Z", "sort": "due_at"},
+    {"due_before": "2025-12-25T00:00:00Z", "sort": "-due_at"},
+    {"due_before": "2026-01-01T00:00:00Z", "status": "pending", "sort": "due_at"},
+]
+
+
+@pytest.fixture(scope="module")
+def seeded(database_url: str) -> Iterator[tuple[psycopg.Connection[dict[str, Any]], str]]:
+    """A connection and a user with 10,000 tasks (and a neighbour with a few), vacuumed and analysed."""
+    user_id, neighbour = f"plans-{uuid.uuid4().hex[:8]}", f"plans-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True, prepare_threshold=None) as conn:
+        for owner, count in ((user_id, USER_TASKS), (neighbour, NEIGHBOUR_TASKS)):
+            conn.execute(SEED_SQL, {"user_id": owner, "count": count, "newest": "2026-01-01T00:00:00Z"})
+        conn.execute("VACUUM ANALYZE tasks")
+        yield conn, user_id
+        conn.execute("DELETE FROM tasks WHERE user_id = ANY(%s)", [[user_id, neighbour]])
+
+
+def _plan(conn, statement: sql.Composable, params: dict[str, Any]) -> dict[str, Any]:
+    explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement)
+    return conn.execute(explain, params).fetchone()["QUERY PLAN"][0]["Plan"]
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _rows_touched(node: dict[str, Any]) -> float:
+    removed = node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
+    return (node["Actual Rows"] + removed) * node["Actual Loops"]
+
+
+def _page(conn, user_id: str, params: dict[str, str], cursor_row: dict[str, Any] | None = None):
+    """The statement the view runs for this query string (and the page after `cursor_row`)."""
+    query = listing.ListQuery(list_query.load_args(MultiDict(params)))
+    after = None
+    if cursor_row is not None:
+        codec = listing.CursorCodec(b"k" * 32)
+        after = codec.decode(query, codec.encode(query, cursor_row))
+    statement, values = listing.build_list_statement(load_queries()["list_tasks"], query, after)
+    return statement, {**values, "user_id": user_id, "page_size": 21}
+
+
+def _assert_scans_only_a_page(plan: dict[str, Any], label: str) -> None:
+    nodes = list(_nodes(plan))
+    on_tasks = [node for node in nodes if node.get("Relation Name") == "tasks"]
+    assert on_tasks, label
+    assert not [node for node in on_tasks if node["Node Type"] == "Seq Scan"], label
+    assert all("Index" in node["Node Type"] or node["Node Type"] == "Bitmap Heap Scan" for node in on_tasks), label
+    touched = sum(_rows_touched(node) for node in on_tasks)
+    assert touched <= ROW_BUDGET, f"{label}: touched {touched} rows"
+    for node in nodes:
+        if node["Node Type"] == "Sort":
+            assert sum(child["Actual Rows"] for child in node["Plans"]) <= ROW_BUDGET, f"{label}: sorts too much"
+
+
+@pytest.mark.parametrize(
+    "params", FRONTEND_LISTINGS, ids=lambda params: "&".join(f"{k}={v}" for k, v in params.items())
+)
+def test_frontend_listing_is_an_index_scan_of_a_page(seeded, params):
+    conn, user_id = seeded
+    statement, values = _page(conn, user_id, params)
+    plan = _plan(conn, statement, values)
+    _assert_scans_only_a_page(plan, f"page 1 of {params}")
+
+    rows = conn.execute(statement, values).fetchall()
+    if len(rows) == 21:  # the next page, from the cursor the view would hand out
+        statement, values = _page(conn, user_id, params, rows[19])
+        _assert_scans_only_a_page(_plan(conn, statement, values), f"page 2 of {params}")
+
+
+def test_the_seed_has_the_shape_the_plans_assume(seeded):
+    conn, user_id = seeded
+    shape = conn.execute(
+        """SELECT count(*) AS tasks, count(*) FILTER (WHERE NOT completed) AS pending,
+                  count(*) FILTER (WHERE 'work' = ANY(tags)) AS work,
+                  count(*) FILTER (WHERE 'Passport' = ANY(tags)) AS passport,
+                  count(*) FILTER (WHERE title LIKE '%%milk%%') AS milk,
+                  count(*) FILTER (WHERE title LIKE '%%notary%%') AS notary,
+                  count(*) FILTER (WHERE due_at IS NULL) AS no_due
+           FROM tasks WHERE user_id = %s""",
+        [user_id],
+    ).fetchone()
+    assert shape["tasks"] == USER_TASKS
+    assert 700 < shape["pending"] < 1_100
+    assert 1_000 < shape["work"] < 1_500 and 0 < shape["passport"] < 15
+    assert 400 < shape["milk"] < 600 and 0 < shape["notary"] < 10
+    assert 5_500 < shape["no_due"] < 6_500
