@@ -19,6 +19,18 @@ TESTS_DIR = Path(__file__).resolve().parent
 RUN_TIMEOUT_SECONDS = 400
 
 
+def server_state(server) -> str:
+    """Whether gunicorn still runs and answers, to tell a real outage from a client-side one."""
+    import requests
+
+    running = "running" if server.process.poll() is None else f"exited with {server.process.returncode}"
+    try:
+        answer = f"/healthz answers {requests.get(server.url + '/healthz', timeout=5).status_code}"
+    except requests.RequestException as error:
+        answer = f"/healthz fails: {error}"
+    return f"gunicorn is {running}; {answer}"
+
+
 @pytest.mark.process
 def test_schemathesis_finds_no_server_error_and_no_response_off_the_document(start_gunicorn, database_url, tmp_path):
     server = start_gunicorn({"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET})
@@ -55,6 +67,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_the_document(sta
     )
     server_log = server.log_path.read_text(errors="replace")
     assert run.returncode == 0, (
-        f"schemathesis found problems:\n{run.stdout[-12000:]}\n\ngunicorn:\n{server_log[-3000:]}"
+        f"schemathesis found problems:\n{run.stdout[-12000:]}\n\n{server_state(server)}\n"
+        f"gunicorn's log:\n{server_log[-3000:]}"
     )
     assert '"event": "error"' not in server_log, f"the service logged an unhandled exception:\n{server_log[-6000:]}"
