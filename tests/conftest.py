@@ -91,10 +91,16 @@ def client(app):
     return app.test_client()
 
 
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A test's own connection. It never prepares statements, so it also works through PgBouncer
+    in transaction mode (where a prepared name can clash with another client's)."""
+    return psycopg.connect(url, prepare_threshold=None, **kwargs)
+
+
 @pytest.fixture
 def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """A direct connection for checking what the database holds after a request."""
-    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as connection:
+    with connect(database_url, row_factory=dict_row, autocommit=True) as connection:
         yield connection
 
 

@@ -12,10 +12,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 import requests
-from conftest import SECRET, make_token, migrate_all
+from conftest import SECRET, connect, make_token, migrate_all
 
 from todo_api.embedded import EmbeddedPostgres
 
@@ -61,7 +60,7 @@ def test_statement_over_the_timeout_answers_503_and_frees_the_worker(start_gunic
     user = "slow-statement"
     task = create_task(server, user)
     url = f"{server.url}/api/{user}/tasks/{task['id']}"
-    with psycopg.connect(database_url) as locker:
+    with connect(database_url) as locker:
         locker.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", [task["id"]])
         started = time.monotonic()
         response = requests.patch(url, json={"title": "blocked"}, headers=auth(user), timeout=10)
@@ -91,7 +90,7 @@ def test_pool_exhaustion_answers_503_after_the_pool_timeout(start_gunicorn, data
         response = requests.patch(url, json={"title": title}, headers=auth(user), timeout=30)
         return response.status_code, time.monotonic() - started, dict(response.headers)
 
-    with psycopg.connect(database_url, autocommit=True) as watcher, psycopg.connect(database_url) as locker:
+    with connect(database_url, autocommit=True) as watcher, connect(database_url) as locker:
         locker.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", [task["id"]])
         with ThreadPoolExecutor(max_workers=3) as executor:
             holder = executor.submit(patch, "holder")  # takes the only connection, waits on the lock
@@ -113,7 +112,7 @@ def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(start_gunic
     user = "graceful-shutdown"
     task = create_task(server, user)
     url = f"{server.url}/api/{user}/tasks/{task['id']}"
-    with psycopg.connect(database_url, autocommit=True) as watcher, psycopg.connect(database_url) as locker:
+    with connect(database_url, autocommit=True) as watcher, connect(database_url) as locker:
         locker.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", [task["id"]])
         with ThreadPoolExecutor(max_workers=1) as executor:
             in_flight = executor.submit(
@@ -189,7 +188,7 @@ def run_client(base: str, user: str, operations: int, deadline: float, seed: int
 def verify_ledgers(database_url: str, ledgers: dict[str, Ledger]) -> int:
     """Every acknowledged write is in the database exactly as acknowledged; return writes checked."""
     checked = 0
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         for user, ledger in ledgers.items():
             rows = conn.execute(
                 "SELECT id, title, completed, priority::text, version FROM tasks WHERE user_id = %s", [user]
