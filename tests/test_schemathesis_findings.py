@@ -42,7 +42,7 @@ def test_well_formed_idempotency_key_is_accepted(api):
     assert response.status_code == 201
 
 
-def test_complete_with_a_json_null_body_is_400_not_a_toggle(api, conn):
+def test_complete_with_a_json_null_body_is_400_not_a_toggle(api):
     task = api.create()
     response = api.patch(f"/{task['id']}/complete", data="null", content_type="application/json")
     assert_error(response, 400, "bad_request")
