@@ -22,6 +22,9 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = None  # the app logs one line per request instead
+# gunicorn 27's runtime control socket is unused here, and every instance on a host would share
+# its default path ($XDG_RUNTIME_DIR/gunicorn.ctl).
+control_socket_disable = True
 logconfig_dict = gunicorn_logconfig(_settings.log_level, _settings.log_format)
 
 
