@@ -8,16 +8,33 @@ import sys
 from todo_api.config import ConfigError, load_settings
 from todo_api.logs import gunicorn_logconfig
 
+
+def _count(name, default):
+    """A positive whole number from the environment, or the one-line configuration error."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(name, f"must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
 try:  # bad configuration stops the master with one line, before any worker starts
     _settings = load_settings()
+    _port = _count("PORT", 8000)
+    _workers = _count("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1)
+    _threads = _count("WEB_THREADS", 2)
 except ConfigError as error:
     print(error, file=sys.stderr)
     sys.exit(2)
 
-bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
-workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
+bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"]
+workers = _workers
 worker_class = "todo_api.workers.StoppableThreadWorker"  # gthread; see when_ready
-threads = 4
+# Threads overlap the database round trips of one worker's requests. More than a couple costs
+# throughput on a loopback database (GIL hand-offs; measured in the README); raise WEB_THREADS when
+# the database is across a network (Neon), where each request waits milliseconds on it.
+threads = _threads
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

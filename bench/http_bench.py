@@ -38,6 +38,7 @@ from todo_api.embedded import EmbeddedPostgres  # noqa: E402
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
 USERS = 20
 TASKS_PER_USER = 200
+WARM_UP_SECONDS = 2  # each server warms up (pool, prepared statements, token cache) before it is measured
 
 SEED_SQL = """
 INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, tags, due_at, created_at,
@@ -228,11 +229,12 @@ def main() -> int:
         for user_id, task_id in rows:
             task_ids.setdefault(user_id, []).append(task_id)
 
-        env = {"DATABASE_URL": postgres.url(), "BETTER_AUTH_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+        env = {"DATABASE_URL": postgres.url(), "BETTER_AUTH_SECRET": SECRET, "LOG_LEVEL": "INFO"}  # as deployed
         floor = Server("bench/floor.conf.py", "bench.floor:app", env, args.workers, workdir / "floor.log")
         servers.append(floor)
         floor.wait_ready("/floor")
         floor_script = lua_script([{"method": "GET", "path": "/floor"}])
+        run_wrk("warm-up", floor.url, floor_script, args.connections, WARM_UP_SECONDS, workdir)  # not counted
         floor_result = run_wrk("floor", floor.url, floor_script, args.connections, args.duration, workdir)
         floor.stop()
         servers.remove(floor)
@@ -242,7 +244,9 @@ def main() -> int:
         service.wait_ready("/healthz")
         results = [floor_result]
         for name, requests in scenarios(task_ids).items():
-            results.append(run_wrk(name, service.url, lua_script(requests), args.connections, args.duration, workdir))
+            script = lua_script(requests)
+            run_wrk("warm-up", service.url, script, args.connections, WARM_UP_SECONDS, workdir)  # not counted
+            results.append(run_wrk(name, service.url, script, args.connections, args.duration, workdir))
         peaks = service.worker_peak_rss_mb()
         service.stop()
         servers.remove(service)

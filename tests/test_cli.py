@@ -140,9 +140,21 @@ def test_either_auth_mode_alone_is_a_complete_configuration():
         load_settings({})
 
 
-def test_gunicorn_with_bad_configuration_exits_with_one_line():
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BETTER_AUTH", "JWT_"))}
-    env = {**clean, **VALID, "BETTER_AUTH_SECRET": "too-short", "PORT": str(free_port())}
+@pytest.mark.parametrize(
+    ("bad", "line"),
+    [
+        ({"BETTER_AUTH_SECRET": "too-short"}, "configuration error: BETTER_AUTH_SECRET must be at least 32 bytes long"),
+        ({"WEB_THREADS": "many"}, "configuration error: WEB_THREADS must be a whole number of at least 1, got 'many'"),
+        (
+            {"WEB_CONCURRENCY": "0"},
+            "configuration error: WEB_CONCURRENCY must be a whole number of at least 1, got '0'",
+        ),
+        ({"PORT": "http"}, "configuration error: PORT must be a whole number of at least 1, got 'http'"),
+    ],
+)
+def test_gunicorn_with_bad_configuration_exits_with_one_line(bad, line):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BETTER_AUTH", "JWT_", "WEB_"))}
+    env = {**clean, **VALID, "PORT": str(free_port()), **bad}
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
         env=env,
@@ -152,7 +164,7 @@ def test_gunicorn_with_bad_configuration_exits_with_one_line():
         timeout=60,
     )
     assert result.returncode != 0
-    assert result.stderr.strip() == "configuration error: BETTER_AUTH_SECRET must be at least 32 bytes long"
+    assert result.stderr.strip() == line
 
 
 def test_serve_with_bad_configuration_exits_with_one_line():
