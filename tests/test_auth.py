@@ -193,11 +193,12 @@ def test_a_token_that_passed_once_is_refused_once_it_expires(database_url):
     app = create_app(make_settings(database_url, jwt_leeway_seconds=0), configure_logs=False)
     client = app.test_client()
     try:
-        token = make_token("alice", exp=datetime.now(UTC) + timedelta(seconds=1))
+        expires_at = int(time.time()) + 2  # JWT times are whole seconds
+        token = make_token("alice", exp=expires_at)
         headers = {"Authorization": f"Bearer {token}"}
         assert client.get("/api/alice/tasks", headers=headers).status_code == 200
         assert client.get("/api/alice/tasks", headers=headers).status_code == 200
-        time.sleep(1.1)
+        time.sleep(expires_at - time.time() + 0.1)
         assert "expired" in _expect_invalid(client, token)
     finally:
         app.extensions["todo_api.db"].close()
