@@ -19,6 +19,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from marshmallow import ValidationError
@@ -118,6 +119,7 @@ class ListQuery:
             fragments.append(_FILTERS["has_due"].format(due=due))
         return sql.SQL(" ").join(fragments), params
 
+    @cached_property  # a page both checks a cursor and makes one: work it out once
     def fingerprint(self) -> str:
         """What a cursor is bound to: the sort and every filter, normalised."""
         _, params = self.filters()
@@ -145,7 +147,7 @@ class CursorCodec:
         elif isinstance(key, datetime):
             key = key.isoformat()
         # ensure_ascii=False: a 200-character title of emoji stays well inside the cursor's length limit.
-        payload = json.dumps([query.fingerprint(), key, row["id"]], separators=(",", ":"), ensure_ascii=False).encode()
+        payload = json.dumps([query.fingerprint, key, row["id"]], separators=(",", ":"), ensure_ascii=False).encode()
         return _b64(payload) + "." + _b64(self._signature(payload))
 
     def decode(self, query: ListQuery, cursor: str) -> tuple[Any, int]:
@@ -159,7 +161,7 @@ class CursorCodec:
             fingerprint, key, task_id = json.loads(payload)
         except (ValueError, TypeError):
             raise invalid from None
-        if fingerprint != query.fingerprint():
+        if fingerprint != query.fingerprint:
             raise ValidationError({"cursor": ["This cursor belongs to another sort or filter."]})
         if type(task_id) is not int or not 0 < task_id <= MAX_TASK_ID:
             raise invalid
