@@ -16,13 +16,14 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,6 +69,57 @@ class Result:
     p99_ms: float
     errors: int
     requests: int
+    cpu_us: dict[str, float] = field(default_factory=dict)  # CPU time per request, by process group
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: str) -> float:
+    """User + system CPU time of one process (0 if it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _idle_seconds() -> float:
+    """The machine's idle CPU time so far, summed over its cores."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return (int(fields[4]) + int(fields[5])) / _CLOCK_TICKS
+
+
+class CpuMeter:
+    """Where a scenario's CPU went: the service's workers, PostgreSQL, wrk, and what stayed idle."""
+
+    def __init__(self, server_pid: int):
+        self._server_pid = server_pid
+
+    def _snapshot(self) -> dict[str, float]:
+        workers = Path(f"/proc/{self._server_pid}/task/{self._server_pid}/children").read_text().split()
+        postgres = [pid for pid in os.listdir("/proc") if pid.isdigit() and _comm(pid) == "postgres"]
+        return {
+            "workers": sum(_cpu_seconds(pid) for pid in workers),
+            "postgres": sum(_cpu_seconds(pid) for pid in postgres),
+            "wrk": sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]),
+            "idle": _idle_seconds(),
+        }
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._snapshot()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._snapshot()
+        self.seconds = {group: end[group] - self._start[group] for group in end}
+
+
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def token(user_id: str) -> str:
@@ -142,18 +194,24 @@ def lua_script(requests: list[dict[str, str]]) -> str:
     )
 
 
-def run_wrk(name: str, url: str, script: str, connections: int, duration: int, workdir: Path) -> Result:
+def run_wrk(name: str, server: Server, script: str, connections: int, duration: int, workdir: Path) -> Result:
     script_path = workdir / f"{name.replace(' ', '_')}.lua"
     script_path.write_text(script)
-    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(script_path), url]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    command = [
+        *("wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency"),
+        *("-s", str(script_path), server.url),
+    ]
+    with CpuMeter(server.process.pid) as cpu:
+        output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
     return Result(
         name=name,
         requests_per_second=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         p50_ms=_latency_ms(re.search(r"\s50%\s+([\d.]+\w+)", output).group(1)),
         p99_ms=_latency_ms(re.search(r"\s99%\s+([\d.]+\w+)", output).group(1)),
         errors=_errors(output),
-        requests=int(re.search(r"(\d+) requests in", output).group(1)),
+        requests=requests,
+        cpu_us={group: seconds * 1e6 / max(requests, 1) for group, seconds in cpu.seconds.items()},
     )
 
 
@@ -234,8 +292,8 @@ def main() -> int:
         servers.append(floor)
         floor.wait_ready("/floor")
         floor_script = lua_script([{"method": "GET", "path": "/floor"}])
-        run_wrk("warm-up", floor.url, floor_script, args.connections, WARM_UP_SECONDS, workdir)  # not counted
-        floor_result = run_wrk("floor", floor.url, floor_script, args.connections, args.duration, workdir)
+        run_wrk("warm-up", floor, floor_script, args.connections, WARM_UP_SECONDS, workdir)  # not counted
+        floor_result = run_wrk("floor", floor, floor_script, args.connections, args.duration, workdir)
         floor.stop()
         servers.remove(floor)
 
@@ -245,8 +303,8 @@ def main() -> int:
         results = [floor_result]
         for name, requests in scenarios(task_ids).items():
             script = lua_script(requests)
-            run_wrk("warm-up", service.url, script, args.connections, WARM_UP_SECONDS, workdir)  # not counted
-            results.append(run_wrk(name, service.url, script, args.connections, args.duration, workdir))
+            run_wrk("warm-up", service, script, args.connections, WARM_UP_SECONDS, workdir)  # not counted
+            results.append(run_wrk(name, service, script, args.connections, args.duration, workdir))
         peaks = service.worker_peak_rss_mb()
         service.stop()
         servers.remove(service)
@@ -269,6 +327,12 @@ def main() -> int:
             f"{r.p99_ms / r.p50_ms:.1f} | {r.errors} | {ratio:.2f} |"
         )
     print(f"\npeak RSS per worker: {', '.join(f'{mb:.1f} MB' for mb in peaks)}")
+    print("\nCPU time per request, in microseconds (idle: CPU left unused, summed over the cores)\n")
+    print("| scenario | workers | PostgreSQL | wrk | idle |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        cpu = r.cpu_us
+        print(f"| {r.name} | {cpu['workers']:,.0f} | {cpu['postgres']:,.0f} | {cpu['wrk']:,.0f} | {cpu['idle']:,.0f} |")
     return 0
 
 

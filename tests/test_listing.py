@@ -6,12 +6,16 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import assert_error
+from conftest import Api, assert_error, make_settings
+
+from todo_api import create_app
 
 RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 SORTS = [
@@ -668,3 +672,26 @@ def test_cursor_after_the_longest_titles_fits_the_cursor_limit(api, character):
             break
         cursors.append(cursor)
     assert seen == created and cursors and max(len(cursor) for cursor in cursors) <= 2048
+
+
+@pytest.mark.skipif(
+    os.environ.get("DB_PREPARED_STATEMENTS") == "false", reason="prepared statements are off (PgBouncer < 1.21)"
+)
+def test_everyday_listings_are_prepared_and_value_dependent_ones_are_planned_each_time(database_url):
+    """A status/sort/cursor listing is one index range scan whatever the values, so it is prepared;
+    with a tag, word, priority or due filter the best plan depends on the value, so it never is."""
+    app = create_app(make_settings(database_url, db_pool_min_size=1, db_pool_max_size=1), configure_logs=False)
+    api = Api(app.test_client(), f"prepared-{uuid.uuid4().hex[:8]}")
+    everyday = [{"status": "pending", "sort": "-priority"}, {"sort": "title"}]
+    value_dependent = [{"tag": "home"}, {"q": "milk"}, {"priority": "high"}, {"due_before": "2026-01-01T00:00:00Z"}]
+    try:
+        for params in everyday + value_dependent:
+            for _ in range(6):  # psycopg prepares a statement on its 5th run
+                assert api.get(query_string=params).status_code == 200
+        with app.extensions["todo_api.db"].pool.connection() as pooled:  # the only connection: max_size=1
+            prepared = [row["statement"] for row in pooled.execute("SELECT statement FROM pg_prepared_statements")]
+    finally:
+        app.extensions["todo_api.db"].close()
+    # The value-dependent listings all sort by created_at (the default), so none of them was prepared.
+    listings = [statement for statement in prepared if "ORDER BY" in statement]
+    assert sorted(statement.split("ORDER BY")[1].split()[0] for statement in listings) == ['"priority"', '"title"']

@@ -1,8 +1,12 @@
 """Pool lifecycle, the named-query loader, and the small helpers views run statements with.
 
-Each helper runs in its own transaction on a pooled connection: `SET LOCAL statement_timeout`
-first (transaction-scoped, so it also holds behind PgBouncer in transaction mode), then the
-statement, then COMMIT as the `with` block ends, before the response exists.
+Every statement runs under DB_STATEMENT_TIMEOUT_MS, set for its own transaction only (so it also
+holds behind PgBouncer in transaction mode), and is committed before the response exists:
+
+- `fetch_one` / `fetch_all` run one statement in one round trip: the timeout and the statement go
+  out together in a pipeline and form one implicit transaction, committed at its Sync.
+- `transaction()` is for work of several statements that depend on each other: BEGIN with the
+  timeout, the statements, then COMMIT as the `with` block ends.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
+Cursor = psycopg.Cursor[Row]
 
 
 class QueryError(Exception):
@@ -74,7 +79,16 @@ class Database:
         self.queries = load_queries() if queries is None else queries
         # One round trip opens the transaction and bounds every statement in it. SET LOCAL lasts
         # for this transaction only, so it holds behind PgBouncer in transaction mode too.
-        self._begin = sql.SQL("BEGIN; SET LOCAL statement_timeout = {}").format(sql.Literal(statement_timeout_ms))
+        begin = "BEGIN{}; SET LOCAL statement_timeout = {}"
+        self._begin = sql.SQL(begin).format(sql.SQL(""), sql.Literal(statement_timeout_ms))
+        self._begin_one_snapshot = sql.SQL(begin).format(
+            sql.SQL(" ISOLATION LEVEL REPEATABLE READ READ ONLY"), sql.Literal(statement_timeout_ms)
+        )
+        # The same, for a pipeline's implicit transaction: set_config(..., true) is SET LOCAL without
+        # the "only in transaction blocks" warning (the server does not count a pipeline as a block).
+        self._local_timeout = sql.SQL("SELECT set_config('statement_timeout', {}, true)").format(
+            sql.Literal(str(statement_timeout_ms))
+        )
         # psycopg prepares a statement on its 5th run; PgBouncer before 1.21 (transaction mode)
         # cannot route prepared statements, so DB_PREPARED_STATEMENTS=false turns that off.
         self._prepare_threshold = 5 if prepared_statements else None
@@ -127,10 +141,14 @@ class Database:
             self._pool.check()
 
     @contextmanager
-    def transaction(self) -> Iterator[Runner]:
-        """One transaction on a pooled connection, committed when the block ends without error."""
+    def transaction(self, *, one_snapshot: bool = False) -> Iterator[Runner]:
+        """One transaction on a pooled connection, committed when the block ends without error.
+
+        `one_snapshot=True`: a read-only transaction whose statements all see the same snapshot
+        (REPEATABLE READ), so that, say, a page and its total count agree.
+        """
         with self.pool.connection() as conn, conn.cursor() as cur:
-            cur.execute(self._begin)
+            cur.execute(self._begin_one_snapshot if one_snapshot else self._begin)
             try:
                 yield Runner(cur, self.queries)
             except BaseException:
@@ -139,17 +157,26 @@ class Database:
                 raise
             cur.execute("COMMIT")
 
-    def fetch_one(self, name: str, params: Params) -> Row | None:
-        with self.transaction() as run:
-            return run.fetch_one(name, params)
+    @contextmanager
+    def _one_statement(self, query: sql.Composable | str, params: Params, prepare: bool | None) -> Iterator[Cursor]:
+        """Run one statement in its own transaction, in one round trip; yield the cursor holding its rows."""
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            with conn.pipeline():
+                cur.execute(self._local_timeout)
+                cur.execute(self.queries[query] if isinstance(query, str) else query, params, prepare=prepare)
+            yield cur
 
-    def fetch_all(self, query: sql.Composable | str, params: Params) -> list[Row]:
-        with self.transaction() as run:
-            return run.fetch_all(query, params)
+    def fetch_one(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> Row | None:
+        with self._one_statement(query, params, prepare) as cur:
+            return cur.fetchone()
+
+    def fetch_all(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> list[Row]:
+        """`prepare=False`: plan with this call's values every time, never a generic plan (see listing.py)."""
+        with self._one_statement(query, params, prepare) as cur:
+            return cur.fetchall()
 
     def ping(self) -> None:
-        with self.transaction() as run:
-            run.fetch_all(sql.SQL("SELECT 1"), {})
+        self.fetch_all(sql.SQL("SELECT 1"), {})
 
 
 class Runner:

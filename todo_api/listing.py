@@ -5,10 +5,13 @@ The query is `list_tasks` from sql/tasks.sql with its `{filters}`, `{after}`, `{
 parameter. Sorting is always `(sort_key, id)` in one direction, so a page is one index range scan
 and the cursor is simply the last row's `(sort_key, id)`.
 
-Which plan is cheapest depends on the values: a common tag fills a page within a few rows of the
-ordered scan, a rare one is best collected from its GIN index and sorted. So these statements are
-never prepared (the view passes prepare=False): PostgreSQL plans each with its own values, and
-never settles on a generic plan that would walk a million rows for a tag that is not there.
+With a tag, word, priority or due-date filter, which plan is cheapest depends on the values: a
+common tag fills a page within a few rows of the ordered scan, a rare one is best collected from its
+GIN index and sorted. Such statements are never prepared (`ListQuery.plan_depends_on_values`; the
+view passes prepare=False): PostgreSQL plans each with its own values, and never settles on a
+generic plan that would walk a million rows for a tag that is not there. The rest (status, sort and
+cursor only: the frontend's everyday listings) are one index range scan whatever the values, so
+they are prepared like every other statement and not planned again on each request.
 """
 
 from __future__ import annotations
@@ -94,6 +97,18 @@ class ListQuery:
     @property
     def sort(self) -> SortKey:
         return SORT_KEYS[self.options["sort"]]
+
+    @property
+    def plan_depends_on_values(self) -> bool:
+        """Whether a filter's value decides the best plan (see the module docstring)."""
+        options = self.options
+        return bool(
+            options["priority"]
+            or options["tag"]
+            or options["q"] is not None
+            or options["due_after"] is not None
+            or options["due_before"] is not None
+        )
 
     def filters(self) -> tuple[sql.Composable, dict[str, Any]]:
         fragments: list[sql.Composable] = []

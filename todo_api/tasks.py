@@ -151,13 +151,17 @@ def list_tasks(user_id: str) -> Response:
         raise validation_error(_details(error)) from None
     statement, params = listing.build_list_statement(_db().queries["list_tasks"], query, after)
     limit = options["limit"]
+    params = {**params, "user_id": user_id, "page_size": limit + 1}
     meta: dict[str, Any] = {}
-    with _db().transaction() as run:
-        rows = run.fetch_all(statement, {**params, "user_id": user_id, "page_size": limit + 1}, prepare=False)
-        if options["total"]:
-            count_statement, count_params = listing.build_count_statement(_db().queries["count_tasks"], query)
-            count = run.fetch_one(count_statement, {**count_params, "user_id": user_id}, prepare=False)
-            meta["total"] = count["total"]  # type: ignore[index]
+    prepare = False if query.plan_depends_on_values else None
+    if not options["total"]:
+        rows = _db().fetch_all(statement, params, prepare=prepare)
+    else:  # the page and its count from one snapshot
+        count_statement, count_params = listing.build_count_statement(_db().queries["count_tasks"], query)
+        with _db().transaction(one_snapshot=True) as run:
+            rows = run.fetch_all(statement, params, prepare=prepare)
+            count = run.fetch_one(count_statement, {**count_params, "user_id": user_id}, prepare=prepare)
+        meta["total"] = count["total"]  # type: ignore[index]
     page = rows[:limit]
     next_cursor = codec.encode(query, page[-1]) if len(rows) > limit else None
     data = [dump_task(row) for row in page]

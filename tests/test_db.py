@@ -1,0 +1,54 @@
+"""todo_api.db: every statement runs under DB_STATEMENT_TIMEOUT_MS, scoped to its own transaction."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from todo_api.db import Database
+
+SETTING = sql.SQL(
+    "SELECT current_setting('statement_timeout') AS timeout, current_setting('transaction_isolation') AS isolation, "
+    "current_setting('transaction_read_only') AS read_only"
+)
+
+
+@pytest.fixture
+def database(database_url):
+    prepared = os.environ.get("DB_PREPARED_STATEMENTS", "true") != "false"  # false through PgBouncer 1.18
+    db = Database(
+        database_url, min_size=1, max_size=1, timeout=2, statement_timeout_ms=1234, prepared_statements=prepared
+    )
+    yield db
+    db.close()
+
+
+def session_timeout(db: Database) -> str:
+    """The setting on the (only) pooled connection, outside any request's transaction."""
+    with db.pool.connection() as conn:
+        return conn.execute("SHOW statement_timeout").fetchone()["statement_timeout"]
+
+
+def test_one_statement_runs_under_the_timeout_and_it_does_not_outlive_the_statement(database):
+    before = session_timeout(database)
+    row = database.fetch_one(SETTING, {})
+    assert row == {"timeout": "1234ms", "isolation": "read committed", "read_only": "off"}
+    assert database.fetch_all(SETTING, {}) == [row]
+    assert session_timeout(database) == before != "1234ms"  # transaction-scoped: safe behind PgBouncer
+
+
+def test_a_transaction_runs_under_the_timeout_and_one_snapshot_is_a_read_only_repeatable_read(database):
+    with database.transaction() as run:
+        assert run.fetch_one(SETTING, {}) == {"timeout": "1234ms", "isolation": "read committed", "read_only": "off"}
+    with database.transaction(one_snapshot=True) as run:
+        assert run.fetch_one(SETTING, {}) == {"timeout": "1234ms", "isolation": "repeatable read", "read_only": "on"}
+    assert session_timeout(database) != "1234ms"
+
+
+def test_a_failed_statement_leaves_the_connection_ready_for_the_next(database):
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        database.fetch_one(sql.SQL("SELECT 1 / 0"), {})
+    assert database.fetch_one(SETTING, {})["timeout"] == "1234ms"
