@@ -39,6 +39,7 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = None  # the app logs one line per request instead
+logger_class = "todo_api.workers.AppLogger"  # and gunicorn does not even prepare its access-log line
 # gunicorn 27's runtime control socket is unused here, and every instance on a host would share
 # its default path ($XDG_RUNTIME_DIR/gunicorn.ctl).
 control_socket_disable = True

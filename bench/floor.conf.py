@@ -13,6 +13,7 @@ for _name in (
     "timeout",
     "keepalive",
     "accesslog",
+    "logger_class",
     "logconfig_dict",
     "backlog",
 ):

@@ -185,21 +185,24 @@ def create_task(user_id: str) -> Response:
     (a retry gets the first response again); 400, 409, 413, 415."""
     key = idempotency.key_from_request()
     body = _json_body()
-    fields = _load(task_input, body)
-    with _db().transaction() as run:
-        if key is not None:
+    params = {**_load(task_input, body), "user_id": user_id}
+    if key is None:
+        first = _created(_db().fetch_one("insert_task", params))
+    else:  # claim the key, insert, and remember the response, all or nothing
+        with _db().transaction() as run:
             remembered = idempotency.claim(run, user_id, key, idempotency.body_hash(body))
             if remembered is not None:
                 return _created_response(remembered)
-        task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
-        assert task is not None
-        first = idempotency.Remembered(
-            201, dump_task(task), url_for("tasks.get_task", user_id=user_id, task_id=task["id"]), _etag(task)
-        )
-        if key is not None:
+            first = _created(run.fetch_one("insert_task", params))
             idempotency.remember(run, user_id, key, first)
-    _log_write("task.created", user_id, task["id"])
+    _log_write("task.created", user_id, first.data["id"])
     return _created_response(first)
+
+
+def _created(task: Row | None) -> idempotency.Remembered:
+    assert task is not None  # INSERT ... RETURNING returns the row
+    location = url_for("tasks.get_task", user_id=task["user_id"], task_id=task["id"])
+    return idempotency.Remembered(201, dump_task(task), location, _etag(task))
 
 
 def _created_response(remembered: idempotency.Remembered) -> Response:

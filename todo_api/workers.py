@@ -1,6 +1,6 @@
-"""The gunicorn worker class the service runs with: gthread, tolerating a shut listening socket.
+"""gunicorn classes the service runs with (gunicorn.conf.py).
 
-On SIGTERM, gunicorn.conf.py shuts the listening socket down so that new connections are refused
+The worker, gthread tolerating a shut listening socket: on SIGTERM, gunicorn.conf.py shuts the listening socket down so that new connections are refused
 while in-flight requests finish. A worker that polls the socket in that instant sees it readable
 and `accept()` fails with EINVAL; the stock worker would crash there, this one carries on: the
 master is stopping and the worker's own SIGTERM is on its way.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 
+from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
 
@@ -20,3 +21,14 @@ class StoppableThreadWorker(ThreadWorker):
         except OSError as error:
             if error.errno != errno.EINVAL:
                 raise
+
+
+class AppLogger(Logger):
+    """gunicorn's logger without its access log: the app writes one line per request itself.
+
+    With `logconfig_dict` set, stock gunicorn assembles the access-log fields of every request
+    (a dozen lookups and a strftime) and only then finds the access logger silenced.
+    """
+
+    def access(self, resp, req, environ, request_time):
+        return None
