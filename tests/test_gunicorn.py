@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 
+import pytest
 import requests
 from conftest import SECRET, make_token
 
@@ -32,3 +34,51 @@ def test_gunicorn_serves_the_api_and_logs_json_lines_only(start_gunicorn, databa
         ("GET", 200, "req-gunicorn-1"),
     ]
     assert "Via gunicorn" not in server.log_path.read_text()
+
+
+def raw_exchange(server, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (no client would send these) and read the answer to the end."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+TOKEN_IN_THE_WAY = "Bearer secret-token-value"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (f"GET /api/u/tasks?q={'x' * 5000} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 414, "uri_too_long"),
+        (
+            f"GET /api/u/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: {TOKEN_IN_THE_WAY}\r\n"
+            f"X-Big: {'y' * 9000}\r\n\r\n".encode(),
+            431,
+            "request_header_fields_too_large",
+        ),
+        (f"NOT HTTP AT ALL {TOKEN_IN_THE_WAY}\r\n\r\n".encode(), 400, "bad_request"),
+    ],
+    ids=["request-line-too-long", "header-too-large", "not-http"],
+)
+def test_requests_gunicorn_refuses_are_answered_in_the_envelope(
+    start_gunicorn, database_url, request_bytes, status, code
+):
+    server = start_gunicorn({"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}, workers=1)
+    answer_status, headers, body = raw_exchange(server, request_bytes)
+    assert answer_status == status
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    envelope = json.loads(body)
+    assert envelope["data"] is None
+    assert envelope["error"]["code"] == code
+    assert envelope["error"]["details"] == {}
+    assert envelope["meta"]["request_id"] == headers["x-request-id"]
+    assert "secret-token-value" not in body.decode() and "xxxx" not in body.decode()  # the raw request is not echoed
+    assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200  # and the worker carries on

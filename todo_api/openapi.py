@@ -74,11 +74,15 @@ TIMESTAMP = (
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"  # an offset
 )
 
-# Refused by gunicorn before the app sees the request (limit_request_line, limit_request_field_size),
-# so not in the envelope: a page of text/html, without X-Request-ID.
-SERVER_LIMITS: dict[int, tuple[str, str]] = {
-    414: ("UriTooLong", "The request line (method, path and query string) is over 4094 bytes."),
-    431: ("RequestHeaderFieldsTooLarge", "A request header is over 8190 bytes, or there are more than 100."),
+# Refused by gunicorn before the app sees the request (limit_request_line, limit_request_field_size);
+# the worker (todo_api/workers.py) still answers in the envelope, and closes the connection.
+SERVER_LIMITS: dict[int, tuple[str, str, str]] = {
+    414: ("UriTooLong", "uri_too_long", "The request line (method, path and query string) is over 4094 bytes."),
+    431: (
+        "RequestHeaderFieldsTooLarge",
+        "request_header_fields_too_large",
+        "A request header is over 8190 bytes, or there are more than 100.",
+    ),
 }
 TAGS = (
     f"Each trimmed, 1-50 characters. Duplicates (case-insensitive) are dropped, the first spelling kept; "
@@ -503,9 +507,8 @@ LIST_PARAMETERS = {
 
 
 def _add_error_responses(spec: APISpec) -> None:
-    for name, when in SERVER_LIMITS.values():
-        spec.components.response(name, {"description": when, "content": {"text/html": {"schema": {"type": "string"}}}})
-    for status, (name, codes, when) in ERRORS.items():
+    limits = {status: (name, (code,), when) for status, (name, code, when) in SERVER_LIMITS.items()}
+    for status, (name, codes, when) in {**ERRORS, **limits}.items():
         headers: dict[str, Any] = {"X-Request-ID": "X-Request-ID"}
         if status == 401:
             headers["WWW-Authenticate"] = "WWW-Authenticate"
@@ -523,7 +526,7 @@ def _add_error_responses(spec: APISpec) -> None:
 def _errors(*statuses: int) -> dict[str, str]:
     """The error responses of an operation: its statuses of API.md §2, and the HTTP server's limits."""
     names = {status: ERRORS[status][0] for status in statuses}
-    names.update({status: name for status, (name, _) in SERVER_LIMITS.items()})
+    names.update({status: name for status, (name, _, _) in SERVER_LIMITS.items()})
     return {str(status): names[status] for status in sorted(names)}
 
 

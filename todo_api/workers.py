@@ -1,20 +1,64 @@
 """gunicorn classes the service runs with (gunicorn.conf.py).
 
-The worker, gthread tolerating a shut listening socket: on SIGTERM, gunicorn.conf.py shuts the listening socket down so that new connections are refused
-while in-flight requests finish. A worker that polls the socket in that instant sees it readable
-and `accept()` fails with EINVAL; the stock worker would crash there, this one carries on: the
-master is stopping and the worker's own SIGTERM is on its way.
+The worker is gthread with two changes.
+
+It answers the requests gunicorn itself refuses, before any app sees them (a request line over
+4094 bytes: 414; a header over 8190 bytes or more than 100 headers: 431; a line that is not
+HTTP: 400), in the envelope of API.md §2 rather than gunicorn's HTML page. gunicorn has no hook
+for that page, so the worker swaps `gunicorn.util.write_error`, the one function that writes it,
+in its own process as it starts; tests/test_gunicorn.py holds the swap to its effect.
+
+It tolerates a shut listening socket. On SIGTERM, gunicorn.conf.py shuts the listening socket
+down so that new connections are refused while in-flight requests finish. A worker that polls the
+socket in that instant sees it readable and `accept()` fails with EINVAL; the stock worker would
+crash there, this one carries on: the master is stopping and the worker's own SIGTERM is on its way.
 """
 
 from __future__ import annotations
 
 import errno
+import json
+import uuid
 
+from gunicorn import util
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
+# gunicorn's refusals → the envelope's code and message. gunicorn's own message is not passed on:
+# it quotes the raw request, which may hold a token.
+_REFUSALS: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "The request is not valid HTTP/1.1."),
+    403: ("forbidden", "The request was refused."),
+    414: ("uri_too_long", "The request line (method, path and query string) is over 4094 bytes."),
+    417: ("expectation_failed", "Only Expect: 100-continue is supported."),
+    431: ("request_header_fields_too_large", "A request header is over 8190 bytes, or there are over 100."),
+    501: ("not_implemented", "This Transfer-Encoding is not supported."),
+}
+_INTERNAL_ERROR = ("internal_error", "Something went wrong on our side.")
+
+
+def write_error_envelope(sock, status_int, reason, mesg):
+    """gunicorn.util.write_error's stand-in: the same answer, as the API's JSON error envelope."""
+    code, message = _REFUSALS.get(status_int, _INTERNAL_ERROR)
+    request_id = uuid.uuid4().hex
+    body = json.dumps(
+        {"data": None, "error": {"code": code, "message": message, "details": {}}, "meta": {"request_id": request_id}}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Request-ID: {request_id}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
 
 class StoppableThreadWorker(ThreadWorker):
+    def init_process(self):
+        util.write_error = write_error_envelope  # this worker process only (see the module docstring)
+        super().init_process()
+
     def accept(self, listener):
         try:
             super().accept(listener)
