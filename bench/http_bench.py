@@ -4,7 +4,9 @@ Starts a throwaway embedded PostgreSQL, seeds 20 users x 200 tasks, serves the A
 `gunicorn -c gunicorn.conf.py wsgi:app` (2 workers) on 127.0.0.1, and drives it with wrk
 (16 connections) for each scenario: GET one task, GET the first page (limit 20), POST, PATCH.
 The floor, a bare Flask app under the same gunicorn settings, runs beside it; each round measures
-the floor and then every scenario, and a scenario's ratio is to the floor of its own round.
+the floor and then every scenario, and a scenario's ratio is to the floor of its own round. A
+second reference, "floor + SELECT 1", is the floor after one database round trip: what any
+endpoint reading PostgreSQL pays before its own code.
 Prints, as medians over the rounds: requests/s, p50/p99 latency, errors, the ratio to the floor;
 then each worker's peak RSS and where the CPU went per request (workers, PostgreSQL, wrk, idle).
 
@@ -321,7 +323,10 @@ def main() -> int:
         servers.append(service)
         floor.wait_ready("/floor")
         service.wait_ready("/healthz")
-        scripts = {"floor": (floor, lua_script([{"method": "GET", "path": "/floor"}]))}
+        scripts = {
+            "floor": (floor, lua_script([{"method": "GET", "path": "/floor"}])),
+            "floor + SELECT 1": (floor, lua_script([{"method": "GET", "path": "/floor/db"}])),
+        }
         scripts.update({name: (service, lua_script(requests)) for name, requests in scenarios(task_ids).items()})
         for name, (server, script) in scripts.items():  # warm-up, not counted
             run_wrk(f"warm-up {name}", server, script, args.connections, WARM_UP_SECONDS, workdir)
