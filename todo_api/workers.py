@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import json
+import socket
 import uuid
 
 from gunicorn import util
@@ -37,7 +38,7 @@ _REFUSALS: dict[int, tuple[str, str]] = {
 _INTERNAL_ERROR = ("internal_error", "Something went wrong on our side.")
 
 
-def write_error_envelope(sock, status_int, reason, mesg):
+def write_error_envelope(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn.util.write_error's stand-in: the same answer, as the API's JSON error envelope."""
     code, message = _REFUSALS.get(status_int, _INTERNAL_ERROR)
     request_id = uuid.uuid4().hex
@@ -54,12 +55,14 @@ def write_error_envelope(sock, status_int, reason, mesg):
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
-class StoppableThreadWorker(ThreadWorker):
-    def init_process(self):
+class ApiThreadWorker(ThreadWorker):
+    """gthread, answering gunicorn's refusals in the envelope and surviving a shut listening socket."""
+
+    def init_process(self) -> None:
         util.write_error = write_error_envelope  # this worker process only (see the module docstring)
         super().init_process()
 
-    def accept(self, listener):
+    def accept(self, listener: socket.socket) -> None:
         try:
             super().accept(listener)
         except OSError as error:
