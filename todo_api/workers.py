@@ -25,22 +25,12 @@ from gunicorn import util
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
-# gunicorn's refusals → the envelope's code and message. gunicorn's own message is not passed on:
-# it quotes the raw request, which may hold a token.
-_REFUSALS: dict[int, tuple[str, str]] = {
-    400: ("bad_request", "The request is not valid HTTP/1.1."),
-    403: ("forbidden", "The request was refused."),
-    414: ("uri_too_long", "The request line (method, path and query string) is over 4094 bytes."),
-    417: ("expectation_failed", "Only Expect: 100-continue is supported."),
-    431: ("request_header_fields_too_large", "A request header is over 8190 bytes, or there are over 100."),
-    501: ("not_implemented", "This Transfer-Encoding is not supported."),
-}
-_INTERNAL_ERROR = ("internal_error", "Something went wrong on our side.")
+from .errors import refusal
 
 
 def write_error_envelope(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn.util.write_error's stand-in: the same answer, as the API's JSON error envelope."""
-    code, message = _REFUSALS.get(status_int, _INTERNAL_ERROR)
+    code, message = refusal(status_int)
     request_id = uuid.uuid4().hex
     body = json.dumps(
         {"data": None, "error": {"code": code, "message": message, "details": {}}, "meta": {"request_id": request_id}}
