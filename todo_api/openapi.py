@@ -20,7 +20,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, current_app, render_template, send_from_directory
 from marshmallow import fields, validate
 
-from .errors import not_found
+from .errors import not_found, refusal
 from .schemas import (
     MAX_TAGS,
     PRIORITIES,
@@ -75,15 +75,8 @@ TIMESTAMP = (
 )
 
 # Refused by gunicorn before the app sees the request (limit_request_line, limit_request_field_size);
-# the worker (todo_api/workers.py) still answers in the envelope, and closes the connection.
-SERVER_LIMITS: dict[int, tuple[str, str, str]] = {
-    414: ("UriTooLong", "uri_too_long", "The request line (method, path and query string) is over 4094 bytes."),
-    431: (
-        "RequestHeaderFieldsTooLarge",
-        "request_header_fields_too_large",
-        "A request header is over 8190 bytes, or there are more than 100.",
-    ),
-}
+# the worker (todo_api/workers.py) still answers in the envelope, with errors.refusal's code and message.
+SERVER_LIMITS: dict[int, str] = {414: "UriTooLong", 431: "RequestHeaderFieldsTooLarge"}
 TAGS = (
     f"Each trimmed, 1-50 characters. Duplicates (case-insensitive) are dropped, the first spelling kept; "
     f"at most {MAX_TAGS} remain (the server counts after dropping them, so a longer list with duplicates passes)."
@@ -507,7 +500,10 @@ LIST_PARAMETERS = {
 
 
 def _add_error_responses(spec: APISpec) -> None:
-    limits = {status: (name, (code,), when) for status, (name, code, when) in SERVER_LIMITS.items()}
+    limits = {}
+    for status, name in SERVER_LIMITS.items():
+        code, message = refusal(status)
+        limits[status] = (name, (code,), message)
     for status, (name, codes, when) in {**ERRORS, **limits}.items():
         headers: dict[str, Any] = {"X-Request-ID": "X-Request-ID"}
         if status == 401:
@@ -526,7 +522,7 @@ def _add_error_responses(spec: APISpec) -> None:
 def _errors(*statuses: int) -> dict[str, str]:
     """The error responses of an operation: its statuses of API.md §2, and the HTTP server's limits."""
     names = {status: ERRORS[status][0] for status in statuses}
-    names.update({status: name for status, (name, _, _) in SERVER_LIMITS.items()})
+    names.update(SERVER_LIMITS)
     return {str(status): names[status] for status in sorted(names)}
 
 
