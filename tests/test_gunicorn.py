@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import runpy
 import socket
 
 import pytest
 import requests
 from conftest import SECRET, make_token
+
+from todo_api.cli import PROJECT_ROOT
 
 
 def test_gunicorn_serves_the_api_and_logs_json_lines_only(start_gunicorn, database_url):
@@ -82,3 +85,25 @@ def test_requests_gunicorn_refuses_are_answered_in_the_envelope(
     assert envelope["meta"]["request_id"] == headers["x-request-id"]
     assert "secret-token-value" not in body.decode() and "xxxx" not in body.decode()  # the raw request is not echoed
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200  # and the worker carries on
+
+
+def test_gunicorn_runs_the_api_worker_and_a_logger_that_skips_the_access_log(monkeypatch):
+    """OPERATIONS.md: gunicorn's access log is off. AppLogger does not even build its fields."""
+    from gunicorn.config import Config
+
+    from todo_api.workers import AppLogger
+
+    monkeypatch.setenv("BETTER_AUTH_SECRET", SECRET)
+    settings = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    assert settings["worker_class"] == "todo_api.workers.ApiThreadWorker"
+    assert settings["logger_class"] == "todo_api.workers.AppLogger"
+
+    config = Config()
+    config.set("logconfig_dict", settings["logconfig_dict"])  # what makes stock gunicorn build them
+    logger = AppLogger(config)
+
+    def atoms(*args):
+        raise AssertionError("the access-log fields were built")
+
+    monkeypatch.setattr(logger, "atoms", atoms)
+    logger.access(None, None, {}, None)
