@@ -88,8 +88,7 @@ class Recorder(dict):
         return super().__contains__(name)
 
 
-@pytest.fixture(scope="module")
-def variables_read() -> set[str]:
+def service_variables() -> set[str]:
     """Every variable config.py and gunicorn.conf.py read (recorded, not listed by hand)."""
     env = Recorder(BETTER_AUTH_SECRET="x" * 64, LOG_FORMAT="text")
     load_settings(env)
@@ -97,6 +96,11 @@ def variables_read() -> set[str]:
         patch.setattr(os, "environ", env)  # gunicorn.conf.py reads os.environ itself
         runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
     return env.read
+
+
+@pytest.fixture(scope="module")
+def variables_read() -> set[str]:
+    return service_variables()
 
 
 def test_every_variable_the_stack_sets_is_one_the_service_reads(variables_read):
