@@ -271,17 +271,10 @@ class SyncQuerySchema(QueryArgsSchema):
 
 
 class DeletedTaskSchema(Schema):
-    """A deletion as sync reports it."""
+    """A deletion as sync reports it (sync.py writes it out; the OpenAPI document is built from this)."""
 
     id = fields.Integer()
     deleted_at = Timestamp()
-
-
-class SyncChangesSchema(Schema):
-    """`data` of a sync answer."""
-
-    tasks = fields.List(fields.Nested(TaskSchema))
-    deleted = fields.List(fields.Nested(DeletedTaskSchema))
 
 
 task_input = TaskInputSchema()
