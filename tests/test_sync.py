@@ -361,6 +361,50 @@ def test_a_token_ahead_of_the_counter_is_410(api, conn):
     assert_error(sync(api, token=ahead), 410, "sync_token_expired")
 
 
+# --- the migration ----------------------------------------------------------------------------
+
+
+def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(database_url):
+    """0007 on a database with tasks: each user's get 1..n in id order, and the counter continues from n."""
+    from urllib.parse import urlsplit
+
+    from yoyo import get_backend, read_migrations
+
+    from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
+    from todo_api.db import load_queries
+
+    name = f"backfill_{random.randrange(10**9)}"
+    with connect(database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = urlsplit(database_url)._replace(path=f"/{name}").geturl()
+    try:
+        backend = get_backend(_yoyo_url(url))
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0007")))
+        with connect(url, autocommit=True) as conn:
+            for user, titles in (("ann", ["a1", "a2", "a3"]), ("bob", ["b1", "b2"]), ("ann", ["a4"])):
+                for title in titles:
+                    conn.execute("INSERT INTO tasks (user_id, title) VALUES (%s, %s)", [user, title])
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations))
+        backend.connection.close()
+        with connect(url, autocommit=True) as conn:
+            numbered = conn.execute("SELECT user_id, title, sync_seq FROM tasks ORDER BY user_id, id").fetchall()
+            assert numbered == [
+                ("ann", "a1", 1), ("ann", "a2", 2), ("ann", "a3", 3), ("ann", "a4", 4),
+                ("bob", "b1", 1), ("bob", "b2", 2),
+            ]  # fmt: skip
+            params = {"user_id": "ann", "after": 0, "with_deleted": False, "page_size": 201, "retention_days": 30}
+            rows = conn.execute(load_queries()["sync_changes"], params, prepare=False).fetchall()
+            assert [(row[0], row[2]) for row in rows] == [(4, 1), (4, 2), (4, 3), (4, 4)]  # (last_seq, sync_seq)
+            conn.execute("INSERT INTO tasks (user_id, title) VALUES ('bob', 'b3')")
+            assert conn.execute("SELECT last_seq FROM sync_state WHERE user_id = 'bob'").fetchone()[0] == 3
+    finally:
+        with connect(database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
 # --- the guarantee under concurrent writes -----------------------------------------------------
 
 
