@@ -99,12 +99,12 @@ def test_the_whole_suite_passes_through_pgbouncer_in_transaction_mode(pgbouncer)
     run_tests_through(pgbouncer, "tests", DB_PREPARED_STATEMENTS="false")
 
 
-def test_task_listing_sync_and_time_zone_tests_pass_through_pgbouncer_with_the_default_settings(pgbouncer):
+def test_task_listing_and_time_zone_tests_pass_through_pgbouncer_with_the_default_settings(pgbouncer):
     """Prepared statements on (the default): the service notices PgBouncer 1.18 and stops preparing."""
     run_tests_through(
         pgbouncer,
         *("tests/test_tasks.py", "tests/test_listing.py", "tests/test_validation.py", "tests/test_envelope.py"),
-        *("tests/test_db.py", "tests/test_timezones.py", "tests/test_sync.py"),
+        *("tests/test_db.py", "tests/test_timezones.py"),
         # it counts statements prepared on one server connection: a direct connection's business
         "--deselect=tests/test_listing.py::test_everyday_listings_are_prepared_and_value_dependent_ones_are_planned_each_time",
     )
