@@ -53,8 +53,27 @@ from .config import load_settings
 from .errors import refusal
 
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")  # the parser refuses a bare LF at once: no need to wait for more
-HEAD_READ_BYTES = 64 * 1024
-DRAIN_BYTES = 1024 * 1024  # dropped past the 64 KiB kept, so the connection stays usable after a 413
+LAST_CHUNK = b"\r\n0\r\n\r\n"  # the usual end of a chunked body (no extension, no trailer)
+CHUNKED = -1
+READ_BYTES = 64 * 1024
+DRAIN_BYTES = 256 * 1024  # dropped past the 64 KiB + 1 kept, so that the connection stays usable after a 413
+BUFFERED_BODY_BYTES = MAX_BODY_BYTES + 1 + DRAIN_BYTES + 1  # enough to tell the thread the body is longer
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def read_framing(head: bytes) -> tuple[int, bool]:
+    """The body size the head announces (CHUNKED, or Content-Length, else 0), and whether the client
+    waits for 100 Continue. A rough reading: the parser checks the head properly on the thread."""
+    fields = {}
+    for line in head.lower().split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields[name.strip()] = value.strip()
+    if b"chunked" in fields.get(b"transfer-encoding", b""):
+        size = CHUNKED
+    else:
+        length = fields.get(b"content-length", b"0")
+        size = int(length) if length.isdigit() else 0
+    return size, size != 0 and fields.get(b"expect") == b"100-continue"
 
 
 def write_error_envelope(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
@@ -80,23 +99,29 @@ def write_request_timeout(sock: socket.socket) -> None:
 
 
 class Connection(TConn):
-    """gthread's connection, holding the bytes of a request head read on the main loop."""
+    """gthread's connection, holding the bytes of a request read on the main loop."""
 
     def __init__(self, cfg, sock: socket.socket, client, server) -> None:
         super().__init__(cfg, sock, client, server)
-        self.head = bytearray()
+        self.start_request()
+
+    def start_request(self) -> None:
+        self.head = bytearray()  # the request's bytes so far: its head, then its body
+        self.body_at: int | None = None  # where the body starts, once the head is complete
+        self.body_size = 0
+        self.body_deadline: float | None = None
 
     def init(self) -> None:
         super().init()  # the first time only: makes the parser
         self.parser.unreader.unread(bytes(self.head))
-        self.head.clear()
+        self.head = bytearray()
 
     def close(self, graceful: bool = False) -> None:
         """Close now; drop what is already buffered, so that the kernel sends FIN rather than RST."""
         try:
             self.sock.setblocking(False)
             for _ in range(16):
-                if not self.sock.recv(HEAD_READ_BYTES):
+                if not self.sock.recv(READ_BYTES):
                     break
         except OSError:
             pass  # nothing buffered, or the socket is gone
@@ -142,73 +167,100 @@ class ApiThreadWorker(ThreadWorker):
         self.enqueue_req(Connection(self.cfg, sock, client, listener.getsockname()))
 
     def enqueue_req(self, conn: Connection) -> None:
-        """Wait, on the main loop, for the request head; only a complete head goes to a thread."""
+        """Wait for the request on the main loop; a thread gets it once it has arrived."""
+        conn.start_request()
         if conn.parser is not None:  # a kept-alive connection may hold bytes read ahead (pipelining)
             conn.head += conn.parser.unreader.take_buffered()
         conn.sock.setblocking(False)
         conn.timeout = time.monotonic() + self.head_timeout
-        self.pending_conns.append(conn)  # gthread's queue of connections awaiting data, by deadline
+        self.pending_conns.append(conn)  # gthread's list of connections awaiting data
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
         self.on_pending_socket_readable(conn, conn.sock)
 
     def on_pending_socket_readable(self, conn: Connection, client: socket.socket) -> None:
-        searched = max(len(conn.head) - 3, 0)
+        since = max(len(conn.head) - len(LAST_CHUNK), 0)  # what came before was searched already
         try:
-            data = conn.sock.recv(HEAD_READ_BYTES)
+            data = conn.sock.recv(READ_BYTES)
         except BlockingIOError:
             data = None  # nothing yet
         except OSError:
             data = b""
         if data == b"":  # the client has gone
-            self._stop_waiting(conn)
+            self.stop_waiting(conn)
             self.nr_conns -= 1
             conn.close()
             return
         conn.head += data or b""
-        if len(conn.head) <= self.max_head_bytes and not any(conn.head.find(end, searched) >= 0 for end in HEAD_ENDS):
-            return
-        self._stop_waiting(conn)
-        conn.data_ready = True  # gthread's handle() need not wait for a first byte
-        super().enqueue_req(conn)
+        if self.request_arrived(conn, since):
+            self.stop_waiting(conn)
+            self.hand_over(conn)
+
+    def request_arrived(self, conn: Connection, since: int) -> bool:
+        """Whether the head, and the body its framing announces (up to what a thread needs), are in."""
+        if conn.body_at is None:
+            ends = [at + len(end) for end in HEAD_ENDS if (at := conn.head.find(end, since)) >= 0]
+            if not ends:
+                return len(conn.head) > self.max_head_bytes
+            conn.body_at = min(ends)
+            conn.body_size, expects_continue = read_framing(bytes(conn.head[: conn.body_at]))
+            conn.timeout = conn.body_deadline = time.monotonic() + self.body_timeout
+            if expects_continue:
+                with contextlib.suppress(OSError):
+                    conn.sock.send(CONTINUE)
+        body_bytes = len(conn.head) - conn.body_at
+        if conn.body_size == CHUNKED:
+            return body_bytes >= BUFFERED_BODY_BYTES or conn.head.find(LAST_CHUNK, max(since, conn.body_at - 2)) >= 0
+        return body_bytes >= min(conn.body_size, BUFFERED_BODY_BYTES)
 
     def murder_pending(self) -> None:
-        """Close the connections whose head is late, with a 408 when they sent part of one."""
+        """Act on late requests: a late head is answered 408 (if any of it came) and closed; a late
+        body goes to a thread, which answers 408 at its first read past the deadline."""
         now = time.monotonic()
-        while self.pending_conns and self.pending_conns[0].timeout <= now:
-            conn = self.pending_conns[0]
-            self._stop_waiting(conn)
+        for conn in [conn for conn in self.pending_conns if conn.timeout <= now]:
+            self.stop_waiting(conn)
+            if conn.body_at is not None:
+                self.hand_over(conn)
+                continue
             if conn.head:
                 write_request_timeout(conn.sock)
             self.nr_conns -= 1
             conn.close()
 
-    def _stop_waiting(self, conn: Connection) -> None:
+    def stop_waiting(self, conn: Connection) -> None:
         self.poller.unregister(conn.sock)
         self.pending_conns.remove(conn)
 
+    def hand_over(self, conn: Connection) -> None:
+        conn.data_ready = True  # gthread's handle() need not wait for a first byte
+        super().enqueue_req(conn)
+
     def handle_request(self, req: Request, conn: Connection) -> bool:
-        """Read the body within the deadline before the app runs; else answer 408 and close."""
+        """Read the body within its deadline before the app runs; else answer 408 and close."""
         try:
-            self.read_body(req, conn.parser.unreader)
+            self.read_body(req, conn)
         except TimeoutError:
             write_request_timeout(conn.sock)
             return False
         return super().handle_request(req, conn)
 
-    def read_body(self, req: Request, unreader) -> None:
-        """Replace req.body by its first MAX_BODY_BYTES + 1 bytes, read within REQUEST_BODY_TIMEOUT_SECONDS.
+    def _keepalive_after(self, conn: Connection, keepalive: bool) -> bool:
+        """gthread drains what the app left of the body, and closes past 64 KiB; read_body has read it all."""
+        return keepalive
+
+    def read_body(self, req: Request, conn: Connection) -> None:
+        """Replace req.body by its first MAX_BODY_BYTES + 1 bytes, read by the body deadline.
 
         Up to DRAIN_BYTES more are read and dropped; past that, the answer closes the connection.
+        The main loop has usually buffered all of it already, so this does not wait on the client.
         """
+        req._expected_100_continue = False  # the main loop has sent it
+        unreader = conn.parser.unreader
         sock = unreader.sock
-        if req._expected_100_continue:  # gunicorn would send it as the app starts: too late for this read
-            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-            req._expected_100_continue = False
-        unreader.sock = Deadline(sock, time.monotonic() + self.body_timeout)
+        unreader.sock = Deadline(sock, conn.body_deadline or time.monotonic() + self.body_timeout)
         try:
             body = req.body.read(MAX_BODY_BYTES + 1)
             dropped = 0
-            while dropped <= DRAIN_BYTES and (chunk := req.body.read(HEAD_READ_BYTES)):
+            while dropped <= DRAIN_BYTES and (chunk := req.body.read(min(READ_BYTES, DRAIN_BYTES + 1 - dropped))):
                 dropped += len(chunk)
         finally:
             unreader.sock = sock
