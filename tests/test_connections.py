@@ -91,7 +91,7 @@ def test_a_connection_that_sends_nothing_is_closed_by_the_head_deadline(start_gu
 OVER_THE_LIMIT = [64 * 1024 + 1, 256 * 1024]
 
 
-def test_a_kept_alive_client_goes_on_after_a_413_401_or_415(start_gunicorn, database_url):
+def test_a_kept_alive_client_goes_on_after_a_413_401_or_415(start_gunicorn, database_url, request):
     """Issue 12: after a refusal with an unread body, the next request on the same client succeeds.
 
     http.client reuses its connection after a keep-alive answer and opens a new one after
@@ -99,6 +99,7 @@ def test_a_kept_alive_client_goes_on_after_a_413_401_or_415(start_gunicorn, data
     """
     server = start_gunicorn({"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}, workers=1)
     client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    request.addfinalizer(client.close)
     auth = {"Authorization": f"Bearer {make_token('kept-alive')}"}
     json_type = {"Content-Type": "application/json"}
 

@@ -106,15 +106,15 @@ class Connection(TConn):
         self.start_request()
 
     def start_request(self) -> None:
-        self.head = bytearray()  # the request's bytes so far: its head, then its body
+        self.received = bytearray()  # the request's bytes so far: its head, then its body
         self.body_at: int | None = None  # where the body starts, once the head is complete
         self.body_size = 0
         self.body_deadline: float | None = None
 
     def init(self) -> None:
         super().init()  # the first time only: makes the parser
-        self.parser.unreader.unread(bytes(self.head))
-        self.head = bytearray()
+        self.parser.unreader.unread(bytes(self.received))
+        self.received = bytearray()
 
     def close(self, graceful: bool = False) -> None:
         """Close now; drop what is already buffered, so that the kernel sends FIN rather than RST."""
@@ -147,6 +147,8 @@ class ApiThreadWorker(ThreadWorker):
     """gthread with read deadlines, envelope refusals and an immediate close (the module docstring)."""
 
     def init_process(self) -> None:
+        if self.cfg.is_ssl:  # the main loop reads requests as plain bytes
+            raise RuntimeError("ApiThreadWorker does not speak TLS: terminate it in front (see docs/hardening.md)")
         util.write_error = write_error_envelope  # this worker process only (see the module docstring)
         settings = load_settings()  # gunicorn.conf.py has validated it in the master already
         self.head_timeout = settings.request_head_timeout_seconds
@@ -170,46 +172,61 @@ class ApiThreadWorker(ThreadWorker):
         """Wait for the request on the main loop; a thread gets it once it has arrived."""
         conn.start_request()
         if conn.parser is not None:  # a kept-alive connection may hold bytes read ahead (pipelining)
-            conn.head += conn.parser.unreader.take_buffered()
+            conn.received += conn.parser.unreader.take_buffered()
         conn.sock.setblocking(False)
         conn.timeout = time.monotonic() + self.head_timeout
-        self.pending_conns.append(conn)  # gthread's list of connections awaiting data
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
-        self.on_pending_socket_readable(conn, conn.sock)
+        arrived = self.receive(conn)  # often all there already: then the poller is not involved
+        if arrived is None:
+            self.pending_conns.append(conn)  # gthread's list of connections awaiting data
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+        else:
+            self.go_on(conn, arrived)
 
     def on_pending_socket_readable(self, conn: Connection, client: socket.socket) -> None:
-        since = max(len(conn.head) - len(LAST_CHUNK), 0)  # what came before was searched already
+        arrived = self.receive(conn)
+        if arrived is not None:
+            self.stop_waiting(conn)
+            self.go_on(conn, arrived)
+
+    def receive(self, conn: Connection) -> bool | None:
+        """Read what has come: True once the request is in, False if the client has gone, else None."""
+        since = max(len(conn.received) - len(LAST_CHUNK), 0)  # what came before was searched already
         try:
             data = conn.sock.recv(READ_BYTES)
         except BlockingIOError:
-            data = None  # nothing yet
+            data = None  # nothing new
         except OSError:
-            data = b""
-        if data == b"":  # the client has gone
-            self.stop_waiting(conn)
+            return False
+        if data == b"":
+            return False
+        conn.received += data or b""
+        return True if self.request_arrived(conn, since) else None
+
+    def go_on(self, conn: Connection, arrived: bool) -> None:
+        if arrived:
+            conn.data_ready = True  # gthread's handle() need not wait for a first byte
+            super().enqueue_req(conn)
+        else:
             self.nr_conns -= 1
             conn.close()
-            return
-        conn.head += data or b""
-        if self.request_arrived(conn, since):
-            self.stop_waiting(conn)
-            self.hand_over(conn)
 
     def request_arrived(self, conn: Connection, since: int) -> bool:
         """Whether the head, and the body its framing announces (up to what a thread needs), are in."""
         if conn.body_at is None:
-            ends = [at + len(end) for end in HEAD_ENDS if (at := conn.head.find(end, since)) >= 0]
+            ends = [at + len(end) for end in HEAD_ENDS if (at := conn.received.find(end, since)) >= 0]
             if not ends:
-                return len(conn.head) > self.max_head_bytes
+                return len(conn.received) > self.max_head_bytes
             conn.body_at = min(ends)
-            conn.body_size, expects_continue = read_framing(bytes(conn.head[: conn.body_at]))
+            conn.body_size, expects_continue = read_framing(bytes(conn.received[: conn.body_at]))
             conn.timeout = conn.body_deadline = time.monotonic() + self.body_timeout
             if expects_continue:
                 with contextlib.suppress(OSError):
                     conn.sock.send(CONTINUE)
-        body_bytes = len(conn.head) - conn.body_at
+        body_bytes = len(conn.received) - conn.body_at
         if conn.body_size == CHUNKED:
-            return body_bytes >= BUFFERED_BODY_BYTES or conn.head.find(LAST_CHUNK, max(since, conn.body_at - 2)) >= 0
+            return (
+                body_bytes >= BUFFERED_BODY_BYTES or conn.received.find(LAST_CHUNK, max(since, conn.body_at - 2)) >= 0
+            )
         return body_bytes >= min(conn.body_size, BUFFERED_BODY_BYTES)
 
     def murder_pending(self) -> None:
@@ -218,21 +235,13 @@ class ApiThreadWorker(ThreadWorker):
         now = time.monotonic()
         for conn in [conn for conn in self.pending_conns if conn.timeout <= now]:
             self.stop_waiting(conn)
-            if conn.body_at is not None:
-                self.hand_over(conn)
-                continue
-            if conn.head:
+            if conn.body_at is None and conn.received:
                 write_request_timeout(conn.sock)
-            self.nr_conns -= 1
-            conn.close()
+            self.go_on(conn, arrived=conn.body_at is not None)
 
     def stop_waiting(self, conn: Connection) -> None:
         self.poller.unregister(conn.sock)
         self.pending_conns.remove(conn)
-
-    def hand_over(self, conn: Connection) -> None:
-        conn.data_ready = True  # gthread's handle() need not wait for a first byte
-        super().enqueue_req(conn)
 
     def handle_request(self, req: Request, conn: Connection) -> bool:
         """Read the body within its deadline before the app runs; else answer 408 and close."""
