@@ -59,24 +59,29 @@ def test_stalled_clients_get_a_408_by_the_deadline_and_never_hold_the_service(st
     variants = list(islice(cycle(STALLS), 2 * WORKERS * THREADS + 2))
     stalled = [(variant, *stall(server.port, variant)) for variant in variants]
 
-    for _ in range(2 * WORKERS * THREADS):  # every thread of every worker is free to serve
-        assert requests.get(f"{server.url}/healthz", timeout=DEADLINE_SECONDS / 2).status_code == 200
+    def every_thread_serves() -> None:
+        for _ in range(2 * WORKERS * THREADS):
+            assert requests.get(f"{server.url}/healthz", timeout=DEADLINE_SECONDS / 2).status_code == 200
+
+    every_thread_serves()
     for _, sock, _ in stalled:  # ... while the stalled connections are still waiting
         sock.setblocking(False)
         with pytest.raises(BlockingIOError):
             sock.recv(1)
-        sock.settimeout(DEADLINE_SECONDS + 2 * LOOP_TICK_SECONDS + 1)
 
-    for variant, sock, stopped in stalled:
+    # By the deadline (and a turn or two of the worker's loop) each has its 408 and a closed connection,
+    # and the service serves on while the stalled clients neither read their answers nor close.
+    time.sleep(max(0.0, stalled[-1][2] + DEADLINE_SECONDS + 2 * LOOP_TICK_SECONDS - time.monotonic()))
+    every_thread_serves()
+    for variant, sock, _ in stalled:
+        sock.settimeout(0.1)  # the answer is there already
         with sock:
             status, headers, body = read_answer(sock)
-        waited = time.monotonic() - stopped
         assert status == 408, variant
         assert headers["connection"] == "close"
         envelope = json.loads(body)
         assert envelope["error"]["code"] == "request_timeout"
         assert envelope["meta"]["request_id"] == headers["x-request-id"]
-        assert DEADLINE_SECONDS - 0.1 <= waited <= DEADLINE_SECONDS + 2 * LOOP_TICK_SECONDS, variant
 
 
 def test_a_connection_that_sends_nothing_is_closed_by_the_head_deadline(start_gunicorn, database_url):
