@@ -137,3 +137,28 @@ def test_a_kept_alive_client_goes_on_after_a_413_401_or_415(start_gunicorn, data
 
     status, _ = exchange("POST", tasks, b'{"title": "t"}'.ljust(64 * 1024), {**auth, **json_type}, chunked=True)
     assert status == 201  # exactly 64 KiB, chunked
+
+
+def test_pipelined_requests_and_a_client_awaiting_100_continue_are_served(start_gunicorn, database_url):
+    """Reading requests on the main loop keeps two HTTP/1.1 habits working."""
+    server = start_gunicorn({"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}, workers=1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        _, _, rest = read_answer(sock)
+    assert rest.count(b"HTTP/1.1 200 OK") == 1  # the second answer, behind the first
+
+    body = b'{"title": "after 100 Continue"}'
+    head = (
+        f"POST /api/continue/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {make_token('continue')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        status, _, answer = read_answer(sock)
+    assert status == 201
+    assert json.loads(answer)["data"]["title"] == "after 100 Continue"
