@@ -109,8 +109,9 @@ EXPECTED_ERRORS = {
 }
 
 
-# gunicorn's own refusals (an over-long request line or header), before the app: on every route.
-SERVER_LIMITS = {414, 431}
+# gunicorn's own refusals (a head or body too slow, an over-long request line or header), before the
+# app: on every route.
+SERVER_LIMITS = {408, 414, 431}
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(EXPECTED_ERRORS))

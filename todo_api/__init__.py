@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.after_request(_finish_request)
     errors.register_error_handlers(app)
     app.url_map.converters["task_id"] = tasks.TaskIdConverter
+    # API.md §2: no redirect under /api/ (werkzeug would answer `//` with a 308 to a URL built from Host).
+    app.url_map.merge_slashes = False
     app.register_blueprint(tasks.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(health.bp)

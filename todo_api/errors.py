@@ -44,6 +44,7 @@ _CODES: dict[int, tuple[str, str]] = {
 _REFUSALS: dict[int, tuple[str, str]] = {
     400: ("bad_request", "The request is not valid HTTP/1.1."),
     403: ("forbidden", "The request was refused."),
+    408: ("request_timeout", "The request's head or body did not arrive in time; the connection is closed."),
     414: ("uri_too_long", "The request line (method, path and query string) is over 4094 bytes."),
     417: ("expectation_failed", "Only Expect: 100-continue is supported."),
     431: ("request_header_fields_too_large", "A request header is over 8190 bytes, or there are over 100."),

@@ -76,9 +76,9 @@ TIMESTAMP = (
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"  # an offset
 )
 
-# Refused by gunicorn before the app sees the request (limit_request_line, limit_request_field_size);
-# the worker (todo_api/workers.py) still answers in the envelope, with errors.refusal's code and message.
-SERVER_LIMITS: dict[int, str] = {414: "UriTooLong", 431: "RequestHeaderFieldsTooLarge"}
+# Refused by gunicorn before the app sees the request (limit_request_line, limit_request_field_size, and
+# the read deadlines); the worker (todo_api/workers.py) answers in the envelope, with errors.refusal's texts.
+SERVER_LIMITS: dict[int, str] = {408: "RequestTimeout", 414: "UriTooLong", 431: "RequestHeaderFieldsTooLarge"}
 TAGS = (
     f"Each trimmed, 1-50 characters. Duplicates (case-insensitive) are dropped, the first spelling kept; "
     f"at most {MAX_TAGS} remain (the server counts after dropping them, so a longer list with duplicates passes)."

@@ -81,6 +81,9 @@ def _details(error: ValidationError) -> dict[str, list[str]]:
 def _json_body(required: bool = True) -> Any:
     """The request's JSON body: 415 if not application/json, 400 if not JSON, NO_BODY if absent."""
     raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    chunked_to_the_limit = request.content_length is None and len(raw) == current_app.config["MAX_CONTENT_LENGTH"]
+    if chunked_to_the_limit and request.input_stream.read(1):
+        raise ApiError(413)  # a chunked body: werkzeug stops at the limit without a word, so look past it
     if not raw and not required:
         return NO_BODY
     if request.mimetype != "application/json":
