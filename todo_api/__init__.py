@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, Response, g, request
 from flask_cors import CORS
 
-from . import auth, errors, health, openapi, tasks
+from . import auth, errors, health, mcp, openapi, tasks
 from .config import Settings, load_settings
 from .db import Database, QueryError
 from .jwks import JwksCache
@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         )
     app.extensions["todo_api.jwks"] = jwks
     app.extensions["todo_api.auth"] = auth.TokenVerifier(settings, jwks)
-    app.extensions["todo_api.openapi"] = openapi.document_bytes()
+    document = openapi.build_document()
+    app.extensions["todo_api.openapi"] = openapi.document_bytes(document)
+    app.extensions["todo_api.mcp_tools"] = mcp.tool_listing(document)
 
     if settings.cors_allowed_origins:
         _enable_cors(app, settings.cors_allowed_origins)
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(mcp.bp)
     return app
 
 
@@ -107,15 +110,15 @@ def _start_request() -> None:
 def _finish_request(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.request_id
     rule = request.url_rule
-    request_log.info(
-        "request",
-        extra={
-            "event": "request",
-            "method": request.method,
-            "route": rule.rule if rule is not None else None,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
-            "user_id": g.get("user_id"),
-        },
-    )
+    line = {
+        "event": "request",
+        "method": request.method,
+        "route": rule.rule if rule is not None else None,
+        "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
+        "user_id": g.get("user_id"),
+    }
+    if request.path == mcp.PATH:
+        line["tool"] = g.get("mcp_tool")  # the tool called, or the JSON-RPC method
+    request_log.info("request", extra=line)
     return response

@@ -767,6 +767,6 @@ def _add_public_paths(spec: APISpec) -> None:
     )
 
 
-def document_bytes() -> bytes:
-    """The document as served: built once, serialized once."""
-    return json.dumps(build_document(), ensure_ascii=False, indent=1).encode()
+def document_bytes(document: dict[str, Any]) -> bytes:
+    """The document as served: built once (build_document), serialized once."""
+    return json.dumps(document, ensure_ascii=False, indent=1).encode()
