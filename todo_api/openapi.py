@@ -104,6 +104,11 @@ ERRORS: dict[int, tuple[str, tuple[str, ...], str]] = {
         "`not_found`: this user has no such task (even if another user has that id), the id is out of range, "
         "or (under /docs) no such file.",
     ),
+    405: (
+        "MethodNotAllowed",
+        ("method_not_allowed",),
+        "`method_not_allowed`: this path answers other methods only; `Allow` lists them.",
+    ),
     409: (
         "IdempotencyConflict",
         ("idempotency_conflict",),
@@ -165,8 +170,9 @@ DESCRIPTION = """A multi-user task API. Every route under `/api/` needs `Authori
 whose user (`sub`) is the `{user_id}` of the path: without a valid token every request is a 401,
 with another user's token a 403, and only then come 404, 405 and the rest.
 
-Every JSON response but this document is an envelope: `{"data": ..., "meta": {"request_id": ...}}`
-on success, `{"data": null, "error": {"code", "message", "details"}, "meta": {...}}` on error.
+Every JSON response but this document and the JSON-RPC answers of `/mcp` is an envelope:
+`{"data": ..., "meta": {"request_id": ...}}` on success,
+`{"data": null, "error": {"code", "message", "details"}, "meta": {...}}` on error.
 Every response carries `X-Request-ID` (the client's own when it sent a sane one, 1-128 visible
 ASCII characters), which is also `meta.request_id` and in every log line of the request.
 
@@ -187,6 +193,11 @@ def build_document() -> dict[str, Any]:
             {"name": "tasks", "description": "A user's tasks (bearer token required)."},
             {"name": "probes", "description": "Liveness and readiness (no auth)."},
             {"name": "docs", "description": "This document and its page (no auth)."},
+            {
+                "name": "agents",
+                "description": "The task operations as tools for AI agents, over the Model Context Protocol "
+                "(bearer token required).",
+            },
         ],
     )
     converter = plugin.converter
@@ -201,6 +212,7 @@ def build_document() -> dict[str, Any]:
     _add_error_responses(spec)
     _add_task_paths(spec)
     _add_public_paths(spec)
+    _add_mcp_paths(spec)
     document = spec.to_dict()
     document["security"] = [{BEARER: []}]
     return document
@@ -408,6 +420,10 @@ def _add_headers(spec: APISpec) -> None:
         },
     )
     spec.components.header(
+        "Allow",
+        {"description": "The methods this path answers.", "required": True, "schema": {"type": "string"}},
+    )
+    spec.components.header(
         "WWW-Authenticate",
         {
             "description": 'The bearer challenge (RFC 6750): `Bearer realm="api"`, plus `error="invalid_token"` and '
@@ -508,6 +524,8 @@ def _add_error_responses(spec: APISpec) -> None:
         headers: dict[str, Any] = {"X-Request-ID": "X-Request-ID"}
         if status == 401:
             headers["WWW-Authenticate"] = "WWW-Authenticate"
+        if status == 405:
+            headers["Allow"] = "Allow"
         if status == 503:
             headers["Retry-After"] = "Retry-After"
         schema = {
@@ -763,6 +781,86 @@ def _add_public_paths(spec: APISpec) -> None:
                     **_errors(404, 500),
                 },
             }
+        },
+    )
+
+
+MCP = """The Model Context Protocol endpoint (Streamable HTTP transport, stateless, JSON responses):
+one JSON-RPC 2.0 message per POST. Methods: `initialize`, `ping`, `tools/list`, `tools/call`; the
+tools (`list_tasks`, `get_task`, `add_task`, `update_task`, `complete_task`, `delete_task`) act for
+the token's user, and `tools/list` gives their input and output schemas, built from the schemas of
+this document. A tool failure the REST API would answer with a 4xx is a result with `isError: true`
+and the REST `error` object. Checks come in this order: `Origin` (403), the token (401), the method
+(405), the body's size (413) and type (415)."""
+
+JSON_RPC_ID = {"type": ["string", "integer"], "description": "The request's id; absent in a notification."}
+
+
+def _add_mcp_paths(spec: APISpec) -> None:
+    spec.components.schema(
+        "JsonRpcMessage",
+        {
+            "type": "object",
+            "description": "One JSON-RPC 2.0 request, or a notification (no `id`). A batch (an array) is refused.",
+            "properties": {
+                "jsonrpc": {"const": "2.0"},
+                "id": JSON_RPC_ID,
+                "method": {"type": "string", "examples": ["tools/call"]},
+                "params": {"type": "object", "examples": [{"name": "list_tasks", "arguments": {"status": "pending"}}]},
+            },
+            "required": ["jsonrpc", "method"],
+        },
+    )
+    spec.components.schema(
+        "JsonRpcAnswer",
+        {
+            "type": "object",
+            "description": "A JSON-RPC 2.0 response: `result`, or `error` with a standard code (-32700 "
+            "unparseable, -32600 not one request, -32601 unknown method, -32602 unknown tool or bad params).",
+            "properties": {
+                "jsonrpc": {"const": "2.0"},
+                "id": {"type": ["string", "integer", "null"]},
+                "result": {"type": "object"},
+                "error": {
+                    "type": "object",
+                    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+                    "required": ["code", "message"],
+                },
+            },
+            "required": ["jsonrpc", "id"],
+        },
+    )
+    answer = _json_content("JsonRpcAnswer")
+    request_id = {"X-Request-ID": "X-Request-ID"}
+    refusal = {
+        "description": "No stream to open (GET) and no session to end (DELETE) on this stateless server.",
+        "tags": ["agents"],
+        "parameters": ["X-Request-ID"],
+        "responses": _errors(401, 403, 405, 500, 503),
+    }
+    spec.path(
+        "/mcp",
+        operations={
+            "post": {
+                "operationId": "mcp",
+                "summary": "Call the task tools over the Model Context Protocol",
+                "description": MCP,
+                "tags": ["agents"],
+                "parameters": ["X-Request-ID"],
+                "requestBody": {"required": True, "content": _json_content("JsonRpcMessage")},
+                "responses": {
+                    "200": {"description": "The JSON-RPC answer.", "headers": request_id, "content": answer},
+                    "202": {"description": "A notification, accepted. No body.", "headers": request_id},
+                    "400": {
+                        "description": "Not JSON (-32700), or not one JSON-RPC 2.0 request (-32600); `id` is null.",
+                        "headers": request_id,
+                        "content": answer,
+                    },
+                    **_errors(401, 403, 413, 415, 500, 503),
+                },
+            },
+            "get": {**refusal, "operationId": "mcp_stream", "summary": "Not served: 405"},
+            "delete": {**refusal, "operationId": "mcp_session", "summary": "Not served: 405"},
         },
     )
 
