@@ -24,13 +24,13 @@ from . import operations
 from .auth import authenticate
 from .errors import ApiError, invalid, not_found, validation_error
 from .schemas import complete_input, dump_task, list_query, task_input, task_patch
+from .tasks import MAX_TASK_ID  # the id column is a bigint: a larger id names no task
 
 bp = Blueprint("mcp", __name__)
 
 PATH = "/mcp"
 PROTOCOL_VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")  # oldest to newest
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
-MAX_TASK_ID = 2**63 - 1  # the id column is a bigint: a larger id names no task
 MAX_VERSION = 2**31 - 1  # the version column is an integer: a larger if_match matches no version
 # A method name is logged only if it looks like one (never a client's free text); tool names only if known.
 _LOGGABLE_METHOD = re.compile(r"^[A-Za-z0-9_./-]{1,64}$")
@@ -79,19 +79,14 @@ def guard_mcp_requests() -> None:
     if origin is not None and not _origin_allowed(origin):
         raise ApiError(403, "Requests from this Origin may not call /mcp.")
     authenticate(None)
-    if isinstance(request.routing_exception, MethodNotAllowed):  # PUT, PATCH, OPTIONS, ...
+    if isinstance(request.routing_exception, MethodNotAllowed):
+        # GET would open an event stream, DELETE end a session: this stateless server has neither.
         raise MethodNotAllowed(valid_methods=["POST"])
 
 
 def _origin_allowed(origin: str) -> bool:
     allowed = current_app.config["TODO_API_SETTINGS"].cors_allowed_origins
     return "*" in allowed or origin.lower() in (item.lower() for item in allowed)
-
-
-@bp.route(PATH, methods=["GET", "DELETE"], provide_automatic_options=False)
-def no_stream_no_session() -> Response:
-    """GET would open an event stream and DELETE end a session; this stateless server has neither. 405."""
-    raise MethodNotAllowed(valid_methods=["POST"])
 
 
 @bp.post(PATH, provide_automatic_options=False)

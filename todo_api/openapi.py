@@ -104,11 +104,6 @@ ERRORS: dict[int, tuple[str, tuple[str, ...], str]] = {
         "`not_found`: this user has no such task (even if another user has that id), the id is out of range, "
         "or (under /docs) no such file.",
     ),
-    405: (
-        "MethodNotAllowed",
-        ("method_not_allowed",),
-        "`method_not_allowed`: this path answers other methods only; `Allow` lists them.",
-    ),
     409: (
         "IdempotencyConflict",
         ("idempotency_conflict",),
@@ -420,10 +415,6 @@ def _add_headers(spec: APISpec) -> None:
         },
     )
     spec.components.header(
-        "Allow",
-        {"description": "The methods this path answers.", "required": True, "schema": {"type": "string"}},
-    )
-    spec.components.header(
         "WWW-Authenticate",
         {
             "description": 'The bearer challenge (RFC 6750): `Bearer realm="api"`, plus `error="invalid_token"` and '
@@ -524,8 +515,6 @@ def _add_error_responses(spec: APISpec) -> None:
         headers: dict[str, Any] = {"X-Request-ID": "X-Request-ID"}
         if status == 401:
             headers["WWW-Authenticate"] = "WWW-Authenticate"
-        if status == 405:
-            headers["Allow"] = "Allow"
         if status == 503:
             headers["Retry-After"] = "Retry-After"
         schema = {
@@ -791,7 +780,8 @@ tools (`list_tasks`, `get_task`, `add_task`, `update_task`, `complete_task`, `de
 the token's user, and `tools/list` gives their input and output schemas, built from the schemas of
 this document. A tool failure the REST API would answer with a 4xx is a result with `isError: true`
 and the REST `error` object. Checks come in this order: `Origin` (403), the token (401), the method
-(405), the body's size (413) and type (415)."""
+(any but POST, GET and DELETE included, is a 405 with `Allow: POST`: there is no event stream to
+open and no session to end), the body's size (413) and type (415)."""
 
 JSON_RPC_ID = {"type": ["string", "integer"], "description": "The request's id; absent in a notification."}
 
@@ -832,12 +822,6 @@ def _add_mcp_paths(spec: APISpec) -> None:
     )
     answer = _json_content("JsonRpcAnswer")
     request_id = {"X-Request-ID": "X-Request-ID"}
-    refusal = {
-        "description": "No stream to open (GET) and no session to end (DELETE) on this stateless server.",
-        "tags": ["agents"],
-        "parameters": ["X-Request-ID"],
-        "responses": _errors(401, 403, 405, 500, 503),
-    }
     spec.path(
         "/mcp",
         operations={
@@ -859,8 +843,6 @@ def _add_mcp_paths(spec: APISpec) -> None:
                     **_errors(401, 403, 413, 415, 500, 503),
                 },
             },
-            "get": {**refusal, "operationId": "mcp_stream", "summary": "Not served: 405"},
-            "delete": {**refusal, "operationId": "mcp_session", "summary": "Not served: 405"},
         },
     )
 
