@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from flask import Flask, Response, current_app, g, json
+from marshmallow import ValidationError
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -80,6 +81,25 @@ class ApiError(Exception):
 
 def validation_error(details: dict[str, list[str]]) -> ApiError:
     return ApiError(400, "The request has invalid fields.", code="validation_error", details=details)
+
+
+def invalid(error: ValidationError) -> ApiError:
+    """A schema's ValidationError as a validation_error naming each offending field."""
+    messages = error.normalized_messages()
+    return validation_error({field: _flatten(value) for field, value in messages.items()})
+
+
+def _flatten(messages: Any) -> list[str]:
+    """Marshmallow nests list-item errors by index; the envelope wants plain lists of sentences."""
+    if isinstance(messages, dict):
+        return [
+            f"Item {key}: {text}" if isinstance(key, int) else text
+            for key, value in messages.items()
+            for text in _flatten(value)
+        ]
+    if isinstance(messages, list):
+        return [text for item in messages for text in _flatten(item)]
+    return [str(messages)]
 
 
 def not_found(message: str = "No such task.") -> ApiError:
