@@ -601,14 +601,14 @@ def test_no_tool_reads_or_writes_another_users_task(client, mcp, conn, intruder)
     assert (row["user_id"], row["title"], row["completed"], row["version"]) == (mcp.user_id, secret_title, False, 1)
 
 
-def test_another_users_cursor_pages_only_through_ones_own_tasks(mcp, other_mcp):
+def test_another_users_cursor_is_a_validation_error_naming_cursor(mcp, other_mcp):
     for index in range(3):
         mcp.ok("add_task", title=f"Paged {index}")
-    mine = other_mcp.ok("add_task", title="Mine")
+    other_mcp.ok("add_task", title="Mine")
     cursor = mcp.ok("list_tasks", limit=1, sort="created_at")["next_cursor"]
     assert cursor
-    page = other_mcp.ok("list_tasks", limit=1, sort="created_at", cursor=cursor)
-    assert [task["id"] for task in page["tasks"]] in ([], [mine["id"]])
+    error = other_mcp.error("list_tasks", "validation_error", limit=1, sort="created_at", cursor=cursor)
+    assert set(error["details"]) == {"cursor"}
 
 
 def test_add_task_always_creates_for_the_tokens_user(mcp, other_mcp, conn):
