@@ -109,6 +109,7 @@ def test_255_characters_without_the_prefix_is_the_limit():
         "FREQ=DAILY; COUNT=2",
         "FREQ=DAILY;COUNT=99999999999999999999",
         "FREQ=DAILY\x00",
+        "FREQ=DAILY;WK\u017ft=MO",  # the long s: its upper case is an ASCII "S"
         "FREQ=" + "D" * 10_000,
     ],
 )

@@ -92,6 +92,8 @@ def _until(value: str) -> str:
 
 def parse_rule(text: str) -> Rule:
     """Parse and normalise a rule as API.md §5 says; RuleError for anything it refuses."""
+    if not text.isascii():  # and str.upper() would turn some letters into ASCII ones (the long s, U+017F, into "S")
+        raise RuleError("A rule is ASCII text, like FREQ=WEEKLY;BYDAY=MO.")
     rule = text.upper()
     if rule.startswith("RRULE:"):
         rule = rule[len("RRULE:") :]

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
-from . import idempotency, listing
+from . import idempotency, listing, occurrences
 from .auth import require_user
 from .db import Database, Row
 from .errors import ApiError, not_found, validation_error
@@ -25,6 +25,7 @@ QUERY_NAMES = (
     "insert_task",
     "get_task",
     "get_task_version",
+    "lock_task",
     "update_task",
     "set_task_completed",
     "delete_task",
@@ -36,7 +37,6 @@ QUERY_NAMES = (
     "save_idempotent_response",
     "purge_idempotency_keys",
 )
-WRITABLE_FIELDS = ("title", "description", "completed", "priority", "tags", "due_at")
 TASK_ID = "<task_id:task_id>"
 MAX_TASK_ID = 2**63 - 1
 NO_BODY = object()  # an absent body, told apart from a JSON `null` (which is not an object: a 400)
@@ -123,8 +123,17 @@ def _etag(task: Row) -> str:
     return f'"{task["version"]}"'
 
 
-def _task_response(task: Row, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return _json_response(dump_task(task), status, {"ETag": _etag(task), **(headers or {})})
+def _task_response(task: Row, status: int = 200, headers: dict[str, str] | None = None, **meta: Any) -> Response:
+    return _json_response(dump_task(task), status, {"ETag": _etag(task), **(headers or {})}, **meta)
+
+
+def _written_response(user_id: str, written: occurrences.Written, event: str) -> Response:
+    """A write's response: the task, and the occurrence it created in meta.next_occurrence."""
+    _log_write(event, user_id, written.task["id"])
+    if written.next_occurrence is None:
+        return _task_response(written.task)
+    _log_write("task.created", user_id, written.next_occurrence["id"])
+    return _task_response(written.task, next_occurrence=dump_task(written.next_occurrence))
 
 
 def _missing_or_moved(user_id: str, task_id: int, expected_versions: list[int] | None) -> ApiError:
@@ -231,10 +240,16 @@ def _weak_match(header: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-def _update(user_id: str, task_id: int, fields: dict[str, Any]) -> Response:
+def _update(user_id: str, task_id: int, fields: dict[str, Any], *, partial: bool) -> Response:
     expected_versions = _expected_versions()
-    params = {field: fields.get(field) for field in WRITABLE_FIELDS}
-    params.update(user_id=user_id, task_id=task_id, fields=list(fields), expected_versions=expected_versions)
+    if occurrences.needs_stored_task(fields, partial=partial):
+        with _db().transaction() as run:
+            written = occurrences.write(run, user_id, task_id, fields, expected_versions, partial=partial)
+        return _written_response(user_id, written, "task.updated")
+    params = {field: fields.get(field) for field in occurrences.WRITABLE_FIELDS}
+    params.update(
+        user_id=user_id, task_id=task_id, fields=list(fields), expected_versions=expected_versions, next_id=None
+    )
     task = _db().fetch_one("update_task", params)
     if task is None:
         raise _missing_or_moved(user_id, task_id, expected_versions)
@@ -246,23 +261,30 @@ def _update(user_id: str, task_id: int, fields: dict[str, Any]) -> Response:
 @require_user
 def replace_task(user_id: str, task_id: int) -> Response:
     """Replace every writable field (omitted ones take defaults). 200 with ETag; 400, 404, 412, 413, 415."""
-    return _update(user_id, task_id, _load(task_input, _json_body()))
+    return _update(user_id, task_id, _load(task_input, _json_body()), partial=False)
 
 
 @bp.patch(f"/{TASK_ID}")
 @require_user
 def patch_task(user_id: str, task_id: int) -> Response:
     """Change only the fields given. 200 with ETag; 400, 404, 412, 413, 415."""
-    return _update(user_id, task_id, _load(task_patch, _json_body()))
+    return _update(user_id, task_id, _load(task_patch, _json_body()), partial=True)
 
 
 @bp.patch(f"/{TASK_ID}/complete")
 @require_user
 def complete_task(user_id: str, task_id: int) -> Response:
-    """Toggle completed (no body) or set it ({"completed": bool}). 200 with ETag; 400, 404, 412, 415."""
+    """Toggle completed (no body) or set it ({"completed": bool}); completing a recurring task creates
+    its next occurrence (meta.next_occurrence). 200 with ETag; 400, 404, 412, 415."""
     body = _json_body(required=False)
     completed = None if body is NO_BODY else _load(complete_input, body)["completed"]
     expected_versions = _expected_versions()
+    if completed is not False:  # it may complete the task: see the stored one
+        with _db().transaction() as run:
+            written = occurrences.write(
+                run, user_id, task_id, {"completed": completed}, expected_versions, partial=True
+            )
+        return _written_response(user_id, written, "task.completed" if written.task["completed"] else "task.reopened")
     task = _db().fetch_one(
         "set_task_completed",
         {"user_id": user_id, "task_id": task_id, "completed": completed, "expected_versions": expected_versions},
