@@ -44,8 +44,10 @@ bench-listing: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/python bench/listing.py --table bench/results/listing.md --plans bench/results/listing-plans.md
 
-# A longer soak than make test's (bounded: at most SOAK_SECONDS), plus the outage test, with figures.
+# A longer soak than make test's (bounded: at most SOAK_SECONDS), plus the outage test, with figures,
+# and the sync race for a minute.
 soak: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	SOAK_USERS=40 SOAK_OPERATIONS=150 SOAK_SECONDS=300 $(BIN)/pytest -q -s \
 		tests/test_reliability.py -k "soak or outage"
+	SYNC_RACE_SECONDS=60 $(BIN)/pytest -q -s tests/test_sync.py -k concurrent

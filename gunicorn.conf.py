@@ -32,7 +32,7 @@ bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"]
 workers = _workers
 worker_class = "todo_api.workers.ApiThreadWorker"  # gthread; see todo_api/workers.py and when_ready
 # Threads overlap the database round trips of one worker's requests. More than a couple costs
-# throughput on a loopback database (GIL hand-offs; measured in the README); raise WEB_THREADS when
+# throughput on a loopback database (GIL hand-offs; docs/performance.md); raise WEB_THREADS when
 # the database is across a network (Neon), where each request waits milliseconds on it.
 threads = _threads
 timeout = 30

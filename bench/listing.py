@@ -12,6 +12,10 @@ auth, schema, SQL, JSON; no network) and prints the median latency per scenario 
 ratio (1,000,000-task user / 100-task user). The page 5,000 deep is reached by walking 4,999 pages
 by cursor; the 100-task user has no such page, so its last page (page 5, also reached by cursor)
 stands in. `--plans` writes EXPLAIN (ANALYZE, BUFFERS) of each scenario on the large user.
+
+Then GET /api/{user}/sync (API.md §6), the same way: "nothing new" with a token at the user's
+latest change, and "20 changes" with a token from just before 20 tasks were updated (both tokens
+sealed here with the app's codec, so no walk through a million tasks is needed to get them).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from werkzeug.datastructures import MultiDict
 
-from todo_api import create_app, listing
+from todo_api import create_app, listing, tokens
 from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
 from todo_api.config import Settings
 from todo_api.embedded import EmbeddedPostgres
@@ -68,6 +72,9 @@ SCENARIOS: list[tuple[str, dict[str, str], bool]] = [
     ("rare word (q=notary)", {"q": "notary"}, False),
     ("first page with total=true", {"total": "true"}, False),
 ]  # fmt: skip
+SYNC_NOTHING_NEW = "sync, nothing new"
+SYNC_CHANGES = 20
+SYNC_SCENARIOS = [SYNC_NOTHING_NEW, f"sync, {SYNC_CHANGES} changes"]
 
 
 def log(message: str) -> None:
@@ -105,11 +112,11 @@ def migrate_and_seed(url: str, users: dict[str, int]) -> None:
 
 
 class Client:
-    """GET /api/{user}/tasks through the app, as that user."""
+    """GET /api/{user}/tasks (or another route of the user) through the app, as that user."""
 
-    def __init__(self, app, user_id: str):
+    def __init__(self, app, user_id: str, route: str = "tasks"):
         self.client = app.test_client()
-        self.path = f"/api/{user_id}/tasks"
+        self.path = f"/api/{user_id}/{route}"
         now = datetime.now(UTC)
         token = jwt.encode({"sub": user_id, "iat": now, "exp": now + timedelta(hours=2)}, SECRET, algorithm="HS256")
         self.headers = {"Authorization": f"Bearer {token}"}
@@ -153,19 +160,23 @@ def median_ms(calls: dict[str, Callable[[], Any]], runs: int) -> tuple[dict[str,
     return {name: statistics.median(values) for name, values in timings.items()}, len(timings[name])
 
 
-def explain(url: str, user_id: str, params: dict[str, str], cursor: str | None, cursor_key: bytes) -> str:
+def explain(url: str, user_id: str, params: dict[str, str], cursor: str | None, codec: tokens.TokenCodec) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the statement the view runs for these parameters."""
     from todo_api.db import load_queries
 
     options = list_query.load_args(MultiDict({**params, **({"cursor": cursor} if cursor else {})}))
     query = listing.ListQuery(options)
-    after = listing.CursorCodec(cursor_key).decode(query, cursor) if cursor else None
+    after = listing.CursorCodec(codec, user_id).decode(query, cursor) if cursor else None
     queries = load_queries()
     statement, values = listing.build_list_statement(queries["list_tasks"], query, after)
     statements = [(statement, {**values, "user_id": user_id, "page_size": options["limit"] + 1})]
     if options["total"]:
         statement, values = listing.build_count_statement(queries["count_tasks"], query)
         statements.append((statement, {**values, "user_id": user_id}))
+    return explain_statements(url, statements)
+
+
+def explain_statements(url: str, statements: list[tuple[sql.Composable, dict[str, Any]]]) -> str:
     parts = []
     with psycopg.connect(url, row_factory=dict_row) as conn:
         for statement, values in statements:
@@ -211,7 +222,7 @@ def measure(app, url: str, large: str, small: str, args) -> list[tuple]:
     started = time.perf_counter()
     deep = {user: client.cursor_at_page({}, DEEP_PAGE) for user, client in clients.items()}
     log(f"walked to page {DEEP_PAGE:,} by cursor in {time.perf_counter() - started:.1f} s")
-    cursor_key = app.config["TODO_API_CURSOR_KEY"]
+    codec = app.extensions["todo_api.tokens"]  # built by the walk's first request
     rows, plans = [], []
     for name, params, target in SCENARIOS:
         calls = {}
@@ -223,9 +234,51 @@ def measure(app, url: str, large: str, small: str, args) -> list[tuple]:
         rows.append((name, medians[large], medians[small], ratio, target, runs))
         log(f"{name}: {medians[large]:.2f} ms / {medians[small]:.2f} ms = {ratio:.2f}")
         if args.plans:
-            plans.append((name, params, explain(url, large, params, deep[large] if name == DEEP else None, cursor_key)))
+            plans.append((name, params, explain(url, large, params, deep[large] if name == DEEP else None, codec)))
+    rows, plans = rows + measure_sync(app, url, large, small, args, plans), plans
     if args.plans:
         write_plans(args.plans, plans, args.tasks)
+    return rows
+
+
+def sync_tokens(app, url: str, user_id: str) -> dict[str, int]:
+    """Positions for the sync scenarios: the latest change, and the one before 20 updated tasks."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        before = conn.execute("SELECT last_seq FROM sync_state WHERE user_id = %s", [user_id]).fetchone()[0]
+        conn.execute(
+            "UPDATE tasks SET title = title, updated_at = now(), version = version + 1"
+            " WHERE user_id = %s AND id IN (SELECT id FROM tasks WHERE user_id = %s ORDER BY sync_seq LIMIT %s)",
+            [user_id, user_id, SYNC_CHANGES],
+        )
+        latest = conn.execute("SELECT last_seq FROM sync_state WHERE user_id = %s", [user_id]).fetchone()[0]
+    return {SYNC_SCENARIOS[0]: latest, SYNC_SCENARIOS[1]: before}
+
+
+def measure_sync(app, url: str, large: str, small: str, args, plans: list) -> list[tuple]:
+    from todo_api.db import load_queries
+
+    codec = app.extensions["todo_api.tokens"]
+    positions = {user: sync_tokens(app, url, user) for user in (large, small)}
+    clients = {user: Client(app, user, "sync") for user in (large, small)}
+    rows = []
+    for name in SYNC_SCENARIOS:
+        calls = {}
+        for user, client in clients.items():
+            token = codec.seal(tokens.Purpose.SYNC, positions[user][name].to_bytes(8, "big"), user_id=user)
+            calls[user] = lambda client=client, token=token: client.get({"token": token})
+        medians, runs = median_ms(calls, args.runs)
+        ratio = medians[large] / medians[small]
+        rows.append((name, medians[large], medians[small], ratio, True, runs))
+        log(f"{name}: {medians[large]:.2f} ms / {medians[small]:.2f} ms = {ratio:.2f}")
+        if args.plans:
+            values = {
+                "user_id": large,
+                "after": positions[large][name],
+                "with_deleted": True,
+                "page_size": 201,
+                "retention_days": 30,
+            }
+            plans.append((name, {"token": "…"}, explain_statements(url, [(load_queries()["sync_changes"], values)])))
     return rows
 
 
@@ -239,6 +292,7 @@ def render_table(rows: list[tuple], tasks: int, runs: int) -> str:
         lines.append(f"| {name} | {large_ms:.2f} ms | {small_ms:.2f} ms | {ratio:.2f} | {verdict} |")
     lines.append("")
     lines.append(f"Median of {runs} requests per cell after 5 warm-ups, through the Flask app (test client).")
+    lines.append("The sync rows use sync's default limit (200): nothing new returns none, 20 changes all 20.")
     return "\n".join(lines)
 
 
@@ -271,7 +325,8 @@ def write_plans(path: Path, plans: list[tuple[str, dict[str, str], str]], tasks:
         query = "&".join(f"{key}={value}" for key, value in params.items())
         if name == DEEP:
             query = "cursor=(next_cursor of page 4,999)"
-        request = f"GET /api/{{user}}/tasks{'?' + query if query else ''}"
+        route = "sync" if name in SYNC_SCENARIOS else "tasks"
+        request = f"GET /api/{{user}}/{route}{'?' + query if query else ''}"
         parts += ["", f"## {name}", "", f"`{request}`", "", "```", plan, "```"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -10,6 +11,7 @@ import pytest
 from conftest import SECRET, assert_error, make_settings, make_token, task_row
 
 from todo_api import create_app
+from todo_api.auth import TokenVerifier, VerifiedTokens, _Verified
 
 ROUTES = [
     ("GET", "/api/{user}/tasks"),
@@ -209,3 +211,64 @@ def test_a_remembered_token_still_answers_for_its_own_user_only(client):
     assert client.get("/api/alice/tasks", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     response = client.get("/api/bob/tasks", headers={"Authorization": f"Bearer {token}"})
     assert_error(response, 403, "forbidden")
+
+
+# --- the verified-token cache: bounded in bytes, least recently used out first, by digest ----------
+
+
+def test_token_cache_keeps_a_digest_not_the_token_so_long_tokens_cost_no_more(settings):
+    verifier = TokenVerifier(settings)
+    long_token = make_token("alice", padding="x" * 10_000)
+    short_token = make_token("carol")
+
+    assert verifier.verify(long_token) == "alice"
+    long_cost = verifier.verified.size
+    assert verifier.verify(short_token) == "carol"
+
+    assert verifier.verified.size - long_cost == long_cost  # the same for 10 KB as for 200 bytes
+    assert long_cost < 1024
+    assert set(verifier.verified._entries) == {VerifiedTokens.digest(long_token), VerifiedTokens.digest(short_token)}
+
+
+def test_a_flood_of_large_tokens_stays_within_the_byte_budget_and_keeps_the_recent_users(settings):
+    verifier = TokenVerifier(settings)
+    verifier.verified = VerifiedTokens(max_bytes=64 * 1024)
+    regular = make_token("regular")
+    for n in range(400):
+        assert verifier.verify(make_token(f"user-{n}", padding="x" * 10_000)) == f"user-{n}"
+        if n % 10 == 0:
+            assert verifier.verify(regular) == "regular"  # used now and then: stays in
+        assert verifier.verified.size <= 64 * 1024
+
+    assert VerifiedTokens.digest(regular) in verifier.verified._entries
+    assert 100 < len(verifier.verified) < 200  # about 64 KiB / ~400 bytes: evicted one by one, never all
+
+
+def test_token_cache_evicts_the_least_recently_used_first():
+    cache = VerifiedTokens(max_bytes=3 * 400)
+    entries = {name: _Verified(name, 0.0, "HS256", None, SECRET) for name in "abcd"}
+    for name in "abc":
+        cache.put(name.encode() * 32, entries[name])
+    assert cache.get(b"a" * 32) is entries["a"]  # a is now the most recently used
+
+    cache.put(b"d" * 32, entries["d"])
+
+    assert [cache.get(name.encode() * 32) is not None for name in "abcd"] == [True, False, True, True]
+
+
+def test_token_cache_holds_its_budget_and_its_books_under_concurrent_use():
+    cache = VerifiedTokens(max_bytes=32 * 1024)
+    entries = [_Verified(f"user-{n}", 0.0, "HS256", None, SECRET) for n in range(2000)]
+
+    def work(offset: int) -> None:
+        for n in range(2000):
+            digest = str((n + offset) % 2000).encode().ljust(32, b"-")
+            if cache.get(digest) is None:
+                cache.put(digest, entries[(n + offset) % 2000])
+            if n % 7 == 0:
+                cache.discard(digest)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(work, range(0, 8 * 250, 250)))
+
+    assert cache.size == sum(cost for _, cost in cache._entries.values()) <= 32 * 1024

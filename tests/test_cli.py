@@ -124,6 +124,9 @@ def test_ttl_parsing(text, seconds):
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"BETTER_AUTH_URL": "localhost:3000"}, "BETTER_AUTH_URL"),
         ({"CORS_ALLOWED_ORIGINS": "example.com"}, "CORS_ALLOWED_ORIGINS"),
+        ({"SYNC_RETENTION_DAYS": "0"}, "SYNC_RETENTION_DAYS"),
+        ({"SYNC_RETENTION_DAYS": "1.5"}, "SYNC_RETENTION_DAYS"),
+        ({"SYNC_RETENTION_DAYS": "a month"}, "SYNC_RETENTION_DAYS"),
     ],
 )
 def test_bad_configuration_names_the_variable(env, variable):
@@ -131,6 +134,11 @@ def test_bad_configuration_names_the_variable(env, variable):
         load_settings({**VALID, **env})
     assert raised.value.variable == variable
     assert str(raised.value).startswith(f"configuration error: {variable} ")
+
+
+def test_sync_retention_is_whole_days_defaulting_to_30():
+    assert load_settings(VALID).sync_retention_days == 30
+    assert load_settings({**VALID, "SYNC_RETENTION_DAYS": "1"}).sync_retention_days == 1
 
 
 def test_either_auth_mode_alone_is_a_complete_configuration():

@@ -15,6 +15,11 @@ SETTING = sql.SQL(
     "current_setting('transaction_read_only') AS read_only"
 )
 
+direct_and_preparing = pytest.mark.skipif(
+    os.environ.get("DB_PREPARED_STATEMENTS") == "false" or bool(os.environ.get("TODO_API_INSIDE_PGBOUNCER_RUN")),
+    reason="counts the statements prepared on one server connection: needs a direct connection",
+)
+
 
 @pytest.fixture
 def database(database_url):
@@ -52,3 +57,32 @@ def test_a_failed_statement_leaves_the_connection_ready_for_the_next(database):
     with pytest.raises(psycopg.errors.DivisionByZero):
         database.fetch_one(sql.SQL("SELECT 1 / 0"), {})
     assert database.fetch_one(SETTING, {})["timeout"] == "1234ms"
+
+
+@direct_and_preparing
+def test_a_direct_connection_keeps_preparing_under_names_no_other_connection_uses(database_url, caplog):
+    statement = sql.SQL("SELECT %(n)s::integer AS n")
+    names = []
+    for _ in range(2):  # two pools, one connection each
+        db = Database(database_url, min_size=1, max_size=1, timeout=2, statement_timeout_ms=1234)
+        try:
+            for n in range(6):  # psycopg prepares a statement on its 5th run
+                assert db.fetch_one(statement, {"n": n}) == {"n": n}
+            with db.pool.connection() as conn:
+                prepared = conn.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
+        finally:
+            db.close()
+        assert "SELECT $1::integer AS n" in [row["statement"] for row in prepared]
+        names.append({row["name"] for row in prepared})
+    assert not names[0] & names[1]
+    assert not [record for record in caplog.records if getattr(record, "event", None) == "db.prepared_statements_off"]
+
+
+@direct_and_preparing
+def test_a_transaction_prepares_nothing(database):
+    statement = sql.SQL("SELECT %(n)s::integer AS n")
+    for n in range(6):
+        with database.transaction() as run:
+            assert run.fetch_one(statement, {"n": n}) == {"n": n}
+    with database.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone() == {"n": 0}

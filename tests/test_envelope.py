@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import quote
 
 import pytest
 from conftest import SECRET, assert_error, make_settings, make_token
@@ -137,3 +138,31 @@ def test_text_formatter_is_one_readable_line():
     record.status = 200
     text = TextFormatter().format(record)
     assert "\n" not in text and "request" in text and "status=200" in text
+
+
+FORGED = "mallory\n12:00:00.000 INFO    todo_api.request request status=200 user_id=alice\x1b[2K\r\u2028"
+
+
+@pytest.mark.parametrize("path_user", [FORGED, "alice"], ids=["own_tasks", "forbidden"])
+def test_a_crafted_sub_stays_on_its_own_text_log_line_and_passes_for_no_other_field(client, caplog, path_user):
+    caplog.set_level(logging.INFO)
+    token = make_token(FORGED)
+    response = client.get(f"/api/{quote(path_user)}/tasks", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == (200 if path_user == FORGED else 403)
+
+    record = next(r for r in caplog.records if getattr(r, "event", None) == "request")
+    line = TextFormatter().format(record)
+
+    assert record.user_id == FORGED
+    assert line.splitlines() == [line] and "\x1b" not in line and "\u2028" not in line
+    assert ' user_id="mallory\\n12:00:00.000 INFO    todo_api.request request status=200 user_id=alice' in line
+    assert line.endswith('\\x1b[2K\\r\\u2028"')
+    assert f"status={response.status_code} " in line
+
+
+def test_text_formatter_escapes_the_message_and_keeps_plain_values_bare():
+    record = logging.LogRecord("todo_api.x", logging.INFO, __file__, 1, "got %s", ("two\nlines\\n",), None)
+    record.route = "/api/<user_id>/tasks"
+    record.empty = ""
+    text = TextFormatter().format(record)
+    assert text.endswith('got two\\nlines\\\\n route=/api/<user_id>/tasks empty=""')

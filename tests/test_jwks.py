@@ -33,6 +33,7 @@ from todo_api.jwks import JwksCache, JwksUnavailable
 ALGORITHMS = ("EdDSA", "ES256", "RS256", "PS256")
 JWKS_PATH = "/api/auth/jwks"
 LONG = 60.0  # a cooldown or max age that never runs out during a test
+TRICKLE_INTERVAL = 0.2  # between the bytes of a trickling JWKS response: well inside any read timeout
 
 
 # --- keys, tokens and the JWKS endpoint --------------------------------------------------------
@@ -122,13 +123,16 @@ def handmade_token(header: dict[str, Any], claims: dict[str, Any], hmac_key: byt
 
 class JwksServer:
     """A JWK Set endpoint on 127.0.0.1: serves `keys` at /api/auth/jwks and counts the hits.
-    `status` other than 200 plays an outage; `body` replaces the document; `stall` hangs requests."""
+    `status` other than 200 plays an outage; `body` replaces the document; `stall` hangs requests;
+    `trickle` ("headers" or "body") answers `HTTP/1.1 200 OK` and then sends that part a byte at a
+    time, each within a socket timeout of the last, for 10 s at most."""
 
     def __init__(self) -> None:
         self.keys: list[SigningKey] = []
         self.status = 200
         self.body: bytes | None = None
         self.stall = False
+        self.trickle: str | None = None
         self.hits = 0
         self.released = threading.Event()
         self._count_lock = threading.Lock()
@@ -141,6 +145,9 @@ class JwksServer:
                     return
                 with owner._count_lock:
                     owner.hits += 1
+                if owner.trickle:
+                    self._trickle(owner.trickle)
+                    return
                 if owner.stall:
                     owner.released.wait(10)
                 body = owner.body or json.dumps({"keys": [key.jwk() for key in owner.keys]}).encode()
@@ -152,6 +159,21 @@ class JwksServer:
                     self.wfile.write(body)
                 except OSError:
                     pass  # the client gave up (the stall case): nothing to answer
+
+            def _trickle(self, part: str) -> None:
+                self.close_connection = True
+                head = b"HTTP/1.1 200 OK\r\n"
+                head += (
+                    b"Content-Type: application/json\r\nContent-Length: 9999\r\n\r\n" if part == "body" else b"X-Slow: "
+                )
+                try:
+                    self.wfile.write(head)
+                    for _ in range(int(10 / TRICKLE_INTERVAL)):
+                        if owner.released.wait(TRICKLE_INTERVAL):
+                            break
+                        self.wfile.write(b"a")
+                except OSError:
+                    pass  # the client gave up: what this plays
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -593,6 +615,58 @@ def test_cold_cache_and_broken_jwks_is_503(outage, jwks_server, make_app):
     started = time.monotonic()
     assert_jwks_unavailable(list_tasks(app, user_id, key.sign(better_auth_claims(user_id, url))))
     assert time.monotonic() - started < 2
+
+
+# --- a JWKS endpoint that trickles ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_fetch_from_a_trickling_jwks_endpoint_gives_up_at_its_deadline(part, jwks_server, caplog):
+    """Each byte comes well within the socket timeout, so only a deadline for the whole fetch stops it."""
+    jwks_server.trickle = part
+    cache = JwksCache(jwks_server.url + JWKS_PATH, ["RS256"], timeout=1.0)
+
+    started = time.monotonic()
+    with pytest.raises(JwksUnavailable):
+        cache.key("some-kid", "RS256")
+
+    assert time.monotonic() - started < 1.0 + 0.75
+    failures = [record for record in caplog.records if getattr(record, "event", None) == "jwks.fetch_failed"]
+    assert [record.error for record in failures] == ["no complete response within 1.0 s"]
+
+
+def test_a_trickling_jwks_endpoint_holds_no_request_past_the_fetch_deadline(jwks_server, make_app):
+    """Issue 17 §2: keys loaded, cooldown over, the endpoint now trickles. Made-up kids from many
+    threads at once are each a 401 within the deadline, and valid RS256 and HS256 tokens pass."""
+    key = signing_key("RS256")
+    jwks_server.publish(key)
+    timeout, cooldown = 1.0, 1.5
+    app = make_app(
+        {"BETTER_AUTH_URL": jwks_server.url, "BETTER_AUTH_SECRET": SECRET}, cooldown=cooldown, timeout=timeout
+    )
+    user_id = new_user()
+    rs256 = key.sign(better_auth_claims(user_id, jwks_server.url))
+    assert_ok(list_tasks(app, user_id, rs256))
+    jwks_server.trickle = "headers"
+    time.sleep(cooldown)
+    made_up = [key.sign(better_auth_claims(user_id, jwks_server.url), kid=secrets.token_urlsafe(24)) for _ in range(8)]
+    hs256 = make_token(user_id, iss=jwks_server.url, aud=jwks_server.url)
+
+    def timed(token: str) -> tuple[float, Any]:
+        started = time.monotonic()
+        response = list_tasks(app, user_id, token)
+        return time.monotonic() - started, response
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(timed, [*made_up, rs256, rs256, hs256, hs256]))
+
+    for elapsed, response in results[: len(made_up)]:
+        assert_invalid_token(response, "No published key matches the token's kid and alg.")
+        assert elapsed < timeout + 0.75
+    for elapsed, response in results[len(made_up) :]:
+        assert_ok(response)
+        assert elapsed < timeout + 0.75
+    assert jwks_server.hits == 2  # the first load, then one fetch for the whole burst
 
 
 # --- a flood of made-up kids ---------------------------------------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import os
 import uuid
@@ -14,8 +12,12 @@ from typing import Any
 
 import pytest
 from conftest import Api, assert_error, make_settings
+from werkzeug.datastructures import MultiDict
 
 from todo_api import create_app
+from todo_api.listing import ListQuery
+from todo_api.schemas import list_query
+from todo_api.tokens import Purpose, TokenCodec
 
 RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 SORTS = [
@@ -520,28 +522,25 @@ def _flip(text: str, index: int) -> str:
 
 
 def tampered_cursors(cursor: str) -> list[str]:
-    payload, signature = cursor.split(".")
     return [
-        _flip(payload, 0) + "." + signature,
-        _flip(payload, len(payload) // 2) + "." + signature,
-        _flip(payload, len(payload) - 1) + "." + signature,  # may only touch unused bits: still refused
-        payload + "." + _flip(signature, 0),
-        payload + "." + _flip(signature, len(signature) - 1),
-        payload + "." + signature[:-1],
-        payload[:-1] + "." + signature,
-        payload + "A." + signature,
-        payload + "." + signature + "A",
-        payload + "==." + signature,
-        payload + "." + signature + "=",
-        payload + "!." + signature,
-        payload,
-        signature + "." + payload,
-        payload + "." + signature + "." + signature,
+        _flip(cursor, 0),
+        _flip(cursor, 5),  # the nonce
+        _flip(cursor, len(cursor) // 2),
+        _flip(cursor, len(cursor) - 1),  # may only touch unused bits: still refused
+        cursor[:-1],
+        cursor + "A",
+        cursor + "=",
+        cursor + "==",
+        cursor + "!",
+        cursor[1:],
+        cursor[len(cursor) // 2 :] + cursor[: len(cursor) // 2],
+        cursor + "." + cursor,
         "garbage",
         "a.b",
         ".",
-        "é.é",
-        "eyJ0ZXN0IjogMX0.",
+        "é" * 40,
+        "eyJ0ZXN0IjogMX0",
+        "A" * 40,
         cursor.upper(),
     ]
 
@@ -600,24 +599,36 @@ def test_cursor_with_repeated_tags_in_another_order_is_the_same_listing(api):
     assert listed(api, [("tag", "work"), ("tag", "home"), ("cursor", cursor)])["meta"]["count"] == 2
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def _plain(cursor: str) -> bytes:
+    return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
 
 
-def _sign(key: bytes, payload: bytes) -> str:
-    """A cursor as the service makes one: base64url(payload) "." base64url(HMAC-SHA256 truncated to 16 bytes)."""
-    return _b64(payload) + "." + _b64(hmac.new(key, payload, hashlib.sha256).digest()[:16])
+def _codec(conn) -> TokenCodec:
+    """The service's codec, built from the key in the database: lets a test forge cursors."""
+    return TokenCodec(bytes(conn.execute("SELECT secret FROM signing_keys WHERE name = 'cursor'").fetchone()["secret"]))
 
 
-def _payload(cursor: str) -> list[Any]:
-    text = cursor.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+def _fingerprint(sort: str) -> str:
+    options = list_query.load_args(MultiDict({"sort": sort}))
+    return ListQuery(options).fingerprint
 
 
-def test_cursor_signed_with_another_key_is_400(api, five_tasks):
-    fingerprint, key, task_id = _payload(first_cursor(api))
-    forged = _sign(b"not the key" * 4, json.dumps([fingerprint, key, task_id]).encode())
+def test_cursor_sealed_with_another_key_is_400(api, five_tasks):
+    fingerprint = _fingerprint("-created_at")
+    forged = TokenCodec(b"not the key" * 4).seal(
+        Purpose.CURSOR, json.dumps(["2026-01-01T00:00:00+00:00", 1]).encode(), user_id=api.user_id, context=fingerprint
+    )
     assert_names(api.get(query_string={"cursor": forged}), "cursor")
+
+
+def test_a_sync_token_is_not_a_cursor(api, conn, five_tasks):
+    """Same key material, another purpose: a token sealed for sync never opens as a cursor."""
+    payload = json.dumps(["2026-01-01T00:00:00+00:00", 1]).encode()
+    codec = _codec(conn)
+    cursor = codec.seal(Purpose.CURSOR, payload, user_id=api.user_id, context=_fingerprint("-created_at"))
+    assert api.get(query_string={"cursor": cursor}).status_code == 200  # the forging works
+    token = codec.seal(Purpose.SYNC, payload, user_id=api.user_id, context=_fingerprint("-created_at"))
+    assert_names(api.get(query_string={"cursor": token}), "cursor")
 
 
 @pytest.mark.parametrize(
@@ -641,30 +652,41 @@ def test_cursor_signed_with_another_key_is_400(api, five_tasks):
         ("title", ["a"], 1),
     ],
 )
-def test_signed_cursor_with_an_impossible_position_is_400_not_500(api, conn, sort, key, task_id):
-    """Defence in depth: even a validly signed cursor only ever carries a key of the sort's type."""
+def test_sealed_cursor_with_an_impossible_position_is_400_not_500(api, conn, sort, key, task_id):
+    """Defence in depth: even a validly sealed cursor only ever carries a key of the sort's type."""
     for n in range(3):
         api.create(title=f"task {n}")
-    fingerprint = _payload(first_cursor(api, {"sort": sort}))[0]
-    secret = bytes(conn.execute("SELECT secret FROM signing_keys WHERE name = 'cursor'").fetchone()["secret"])
+    codec, fingerprint = _codec(conn), _fingerprint(sort)
     fitting = {"-created_at": "2026-01-01T00:00:00+05:00", "due_at": "infinity", "priority": "low", "title": "m"}
-    genuine = _sign(secret, json.dumps([fingerprint, fitting[sort], 1]).encode())
+    genuine = codec.seal(
+        Purpose.CURSOR, json.dumps([fitting[sort], 1]).encode(), user_id=api.user_id, context=fingerprint
+    )
     assert api.get(query_string={"sort": sort, "cursor": genuine}).status_code == 200  # the forging works
-    forged = _sign(secret, json.dumps([fingerprint, key, task_id]).encode())
+    forged = codec.seal(Purpose.CURSOR, json.dumps([key, task_id]).encode(), user_id=api.user_id, context=fingerprint)
     assert_names(api.get(query_string={"sort": sort, "cursor": forged}), "cursor")
 
 
-def test_another_users_cursor_pages_only_through_ones_own_tasks(api, other_api, conn):
-    """Cursors are bound to the sort and filters, not to the user: every statement is scoped by user_id,
-    so another user's cursor is just a position in one's own list."""
-    theirs, mine = [], []
-    for n in range(4):  # interleaved ids, one created_at
-        theirs += insert_tasks(conn, other_api.user_id, [{"title": f"theirs {n}"}])
-        mine += insert_tasks(conn, api.user_id, [{"title": f"mine {n}"}])
-    cursor = first_cursor(other_api, limit=2)  # points after their third task
-    after = listed(api, {"cursor": cursor})["data"]
-    assert {task["user_id"] for task in after} == {api.user_id}
-    assert [task["id"] for task in after] == [mine[1]["id"], mine[0]["id"]]
+def test_another_users_cursor_is_400_naming_cursor(api, other_api):
+    """A cursor is bound to its user (API.md §4): the same listing's cursor from another user is refused."""
+    for n in range(4):
+        api.create(title=f"mine {n}")
+        other_api.create(title=f"theirs {n}")
+    theirs = first_cursor(other_api, {"sort": "title"})
+    assert listed(other_api, {"sort": "title", "cursor": theirs})["meta"]["count"] == 2
+    assert_names(api.get(query_string={"sort": "title", "cursor": theirs}), "cursor")
+
+
+@pytest.mark.parametrize("sort", ["title", "-title", "created_at", "due_at", "priority"])
+def test_cursor_holds_no_readable_task_text(api, sort):
+    """A cursor is opaque (API.md §4, issue 17): a sort=title cursor once decoded to the title."""
+    secret_title = "Carols surprise party"
+    for n in range(3):
+        api.create(title=f"{secret_title} {n}", due_at="2026-05-04T03:02:01Z", priority="high")
+    cursor = first_cursor(api, {"sort": sort}, limit=1)
+    for text in (cursor.encode(), _plain(cursor)):
+        for needle in (b"Carol", b"surprise", b"2026", b"high", str(api.user_id).encode()):
+            assert needle not in text
+    assert len({first_cursor(api, {"sort": sort}, limit=1) for _ in range(3)}) == 3  # sealed afresh each time
 
 
 def test_cursor_survives_deleting_the_task_it_points_at(api):

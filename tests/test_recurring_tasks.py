@@ -291,3 +291,14 @@ def test_a_rule_that_has_ended_completes_without_a_successor(api):
     task = api.create(title="t", due_at="2020-01-01T09:00:00Z", recurrence="FREQ=DAILY;UNTIL=20200105")
     response = api.patch(f"/{task['id']}/complete")
     assert response.json["data"]["completed"] is True and "next_occurrence" not in response.json["meta"]
+
+
+def test_sync_carries_the_new_fields_and_the_spawned_occurrence(api):
+    headers = {"Authorization": f"Bearer {api.token}"}
+    first = api.client.get(f"/api/{api.user_id}/sync", headers=headers).json
+    task = recurring(api)
+    response = api.patch(f"/{task['id']}/complete")
+    done, following = response.json["data"], response.json["meta"]["next_occurrence"]
+    token = first["meta"]["sync_token"]
+    changed = api.client.get(f"/api/{api.user_id}/sync", headers=headers, query_string={"token": token}).json
+    assert sorted(changed["data"]["tasks"], key=lambda t: t["id"]) == [done, following]

@@ -10,7 +10,7 @@ import pytest
 from todo_api.db import QueryError, load_queries
 
 QUERIES = {name: query.as_string() for name, query in load_queries().items()}
-USER_TABLES = ("tasks", "idempotency_keys")
+USER_TABLES = ("tasks", "idempotency_keys", "sync_state", "task_tombstones")
 LIST_HOLES = {"{filters}", "{after}", "{sort_key}", "{direction}"}
 
 

@@ -10,7 +10,7 @@ import uuid
 from flask import Flask, Response, g, request
 from flask_cors import CORS
 
-from . import auth, errors, health, openapi, tasks
+from . import auth, errors, health, openapi, sync, tasks
 from .config import Settings, load_settings
 from .db import Database, QueryError
 from .jwks import JwksCache
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         statement_timeout_ms=settings.db_statement_timeout_ms,
         prepared_statements=settings.db_prepared_statements,
     )
-    missing = sorted(set(tasks.QUERY_NAMES) - set(database.queries))
+    missing = sorted(set(tasks.QUERY_NAMES + sync.QUERY_NAMES) - set(database.queries))
     if missing:
         raise QueryError(f"sql/ has no query named {', '.join(missing)}")
     app.extensions["todo_api.db"] = database
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     errors.register_error_handlers(app)
     app.url_map.converters["task_id"] = tasks.TaskIdConverter
     app.register_blueprint(tasks.bp)
+    app.register_blueprint(sync.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     return app

@@ -22,7 +22,8 @@ from .config import ConfigError, load_settings
 from .embedded import EmbeddedPostgres
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+_WHEEL_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"  # installed from a wheel (setup.cfg)
+MIGRATIONS_DIR = _WHEEL_MIGRATIONS_DIR if _WHEEL_MIGRATIONS_DIR.is_dir() else PROJECT_ROOT / "migrations"
 DATA_DIR = PROJECT_ROOT / ".data"
 DEV_SECRET_FILE = DATA_DIR / "dev-secret"
 

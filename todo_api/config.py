@@ -43,6 +43,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     cors_allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    sync_retention_days: int = 30
     # JWKS cache tuning (see jwks.JwksCache); not read from the environment, tests shorten them.
     jwks_max_age_seconds: float = 300.0
     jwks_cooldown_seconds: float = 10.0
@@ -208,4 +209,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         log_format=log_format,
         cors_allowed_origins=origins,
+        sync_retention_days=_int(env, "SYNC_RETENTION_DAYS", 30, 1, 36500),
     )

@@ -1,7 +1,10 @@
 """Pool lifecycle, the named-query loader, and the small helpers views run statements with.
 
-Every statement runs under DB_STATEMENT_TIMEOUT_MS, set for its own transaction only (so it also
-holds behind PgBouncer in transaction mode), and is committed before the response exists:
+Every statement runs under DB_STATEMENT_TIMEOUT_MS and with TimeZone UTC, both set for its own
+transaction only (so they also hold behind PgBouncer in transaction mode, which does not carry
+`options=-c ...`), and is committed before the response exists. UTC makes results independent of
+the database's or role's TimeZone: in Europe/Berlin, 9999-12-31T23:30:00Z is in year 10000 locally,
+which psycopg cannot read back (and west of UTC, 0001-01-01T00:00:00Z falls in 1 BC).
 
 - `fetch_one` / `fetch_all` run one statement in one round trip: the timeout and the statement go
   out together in a pipeline and form one implicit transaction, committed at its Sync.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -27,12 +31,18 @@ from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("todo_api.db")
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_WHEEL_SQL_DIR = Path(__file__).resolve().parent / "sql"  # installed from a wheel (setup.cfg package_dir)
+SQL_DIR = _WHEEL_SQL_DIR if _WHEEL_SQL_DIR.is_dir() else _WHEEL_SQL_DIR.parent.parent / "sql"  # or a checkout
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
 Cursor = psycopg.Cursor[Row]
+
+PREPARE_THRESHOLD = 5  # psycopg's default: a statement is prepared on its 5th run on a connection
+# The faults of a prepared statement that the server connection does not hold (or already holds
+# under that name): the server refused the statement before running it, so running it again is safe.
+_NOT_PREPARED_HERE = (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement)
 
 
 class QueryError(Exception):
@@ -77,21 +87,21 @@ class Database:
     ):
         self.url = url
         self.queries = load_queries() if queries is None else queries
-        # One round trip opens the transaction and bounds every statement in it. SET LOCAL lasts
-        # for this transaction only, so it holds behind PgBouncer in transaction mode too.
-        begin = "BEGIN{}; SET LOCAL statement_timeout = {}"
+        # One round trip opens the transaction and sets, for it only, the statement timeout and UTC.
+        # SET LOCAL lasts for this transaction only, so it holds behind PgBouncer in transaction mode too.
+        begin = "BEGIN{}; SET LOCAL statement_timeout = {}; SET LOCAL TimeZone = 'UTC'"
         self._begin = sql.SQL(begin).format(sql.SQL(""), sql.Literal(statement_timeout_ms))
         self._begin_one_snapshot = sql.SQL(begin).format(
             sql.SQL(" ISOLATION LEVEL REPEATABLE READ READ ONLY"), sql.Literal(statement_timeout_ms)
         )
         # The same, for a pipeline's implicit transaction: set_config(..., true) is SET LOCAL without
         # the "only in transaction blocks" warning (the server does not count a pipeline as a block).
-        self._local_timeout = sql.SQL("SELECT set_config('statement_timeout', {}, true)").format(
-            sql.Literal(str(statement_timeout_ms))
-        )
-        # psycopg prepares a statement on its 5th run; PgBouncer before 1.21 (transaction mode)
-        # cannot route prepared statements, so DB_PREPARED_STATEMENTS=false turns that off.
-        self._prepare_threshold = 5 if prepared_statements else None
+        self._local_settings = sql.SQL(
+            "SELECT set_config('statement_timeout', {}, true), set_config('TimeZone', 'UTC', true)"
+        ).format(sql.Literal(str(statement_timeout_ms)))
+        # DB_PREPARED_STATEMENTS=false: never prepare. Otherwise prepare until the first sign of a
+        # pooler that cannot carry prepared statements (see _stop_preparing).
+        self._prepare_threshold: int | None = PREPARE_THRESHOLD if prepared_statements else None
         self._pool_args = {"min_size": min_size, "max_size": max_size, "timeout": timeout}
         self._pool: ConnectionPool | None = None
         self._pool_pid: int | None = None
@@ -117,9 +127,9 @@ class Database:
                 "row_factory": dict_row,
                 "autocommit": True,  # transaction() sends BEGIN and COMMIT itself
                 "connect_timeout": 5,
-                "prepare_threshold": self._prepare_threshold,
                 "fallback_application_name": "todo-api",
             },
+            configure=self._configure,
             # A reconnect chain backs off (1 s, 2 s, ...) and gives up after this long; the next request
             # starts a fresh one, so recovery after an outage is quick rather than a long backoff away.
             reconnect_timeout=self._pool_args["timeout"],
@@ -140,14 +150,32 @@ class Database:
         if self._pool is not None and self._pool_pid == os.getpid():
             self._pool.check()
 
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """A new connection prepares statements while this pool does, under names of its own."""
+        if not _number_prepared_statements_uniquely(conn):
+            self._prepare_threshold = None
+        conn.prepare_threshold = self._prepare_threshold
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled connection that prepares statements only while this pool still does."""
+        with self.pool.connection() as conn:
+            conn.prepare_threshold = self._prepare_threshold
+            yield conn
+
     @contextmanager
     def transaction(self, *, one_snapshot: bool = False) -> Iterator[Runner]:
         """One transaction on a pooled connection, committed when the block ends without error.
 
         `one_snapshot=True`: a read-only transaction whose statements all see the same snapshot
         (REPEATABLE READ), so that, say, a page and its total count agree.
+
+        Nothing in it is prepared: behind a pooler that cannot carry prepared statements, a statement
+        prepared elsewhere would fail mid-transaction, and only the caller's block could run again.
+        Preparing saved 0.05-0.4 ms on a four-statement transaction (measured direct, no pooler).
         """
-        with self.pool.connection() as conn, conn.cursor() as cur:
+        with self._connection() as conn, conn.cursor() as cur:
+            conn.prepare_threshold = None
             cur.execute(self._begin_one_snapshot if one_snapshot else self._begin)
             try:
                 yield Runner(cur, self.queries)
@@ -155,16 +183,43 @@ class Database:
                 with suppress(psycopg.Error):  # a lost connection cannot roll back; the pool drops it
                     conn.rollback()
                 raise
-            cur.execute("COMMIT")
+            conn.commit()
 
     @contextmanager
     def _one_statement(self, query: sql.Composable | str, params: Params, prepare: bool | None) -> Iterator[Cursor]:
         """Run one statement in its own transaction, in one round trip; yield the cursor holding its rows."""
-        with self.pool.connection() as conn, conn.cursor() as cur:
-            with conn.pipeline():
-                cur.execute(self._local_timeout)
-                cur.execute(self.queries[query] if isinstance(query, str) else query, params, prepare=prepare)
+        statement = self.queries[query] if isinstance(query, str) else query
+        with self._connection() as conn, conn.cursor() as cur:
+            try:
+                self._pipeline(cur, statement, params, prepare)
+            except _NOT_PREPARED_HERE as fault:
+                if conn.prepare_threshold is None:
+                    raise  # nothing of ours was prepared: not the pooler's doing
+                self._stop_preparing(conn, fault)
+                self._pipeline(cur, statement, params, prepare)  # it did not run: run it again, unprepared
             yield cur
+
+    def _pipeline(self, cur: Cursor, statement: sql.Composable, params: Params, prepare: bool | None) -> None:
+        """The settings and the statement in one implicit transaction: both run or neither does."""
+        with cur.connection.pipeline():
+            cur.execute(self._local_settings)
+            cur.execute(statement, params, prepare=prepare)
+
+    def _stop_preparing(self, conn: psycopg.Connection[Row], fault: psycopg.Error) -> None:
+        """The server connection under `conn` lacks a statement `conn` prepared: a pooler in transaction
+        mode (PgBouncer before 1.21, or later without max_prepared_statements) hands each transaction
+        to any server connection. From now on this pool prepares nothing: each connection stops as it
+        is next checked out, new ones are opened without. Said once, in one warning."""
+        conn.prepare_threshold = None
+        with self._lock:
+            if self._prepare_threshold is None:
+                return
+            self._prepare_threshold = None
+        log.warning(
+            "a prepared statement was missing on the server (a pooler in transaction mode?): this worker "
+            "stops preparing statements; set DB_PREPARED_STATEMENTS=false to start that way",
+            extra={"event": "db.prepared_statements_off", "sqlstate": fault.sqlstate},
+        )
 
     def fetch_one(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> Row | None:
         with self._one_statement(query, params, prepare) as cur:
@@ -177,6 +232,23 @@ class Database:
 
     def ping(self) -> None:
         self.fetch_all(sql.SQL("SELECT 1"), {})
+
+
+def _number_prepared_statements_uniquely(conn: psycopg.Connection[Any]) -> bool:
+    """Start this connection's prepared-statement names at a random number, as psycopg names them
+    _pg3_0, _pg3_1, ... on every connection; False if psycopg no longer keeps the counter here.
+
+    Behind a pooler in transaction mode, the server connection a statement lands on may hold
+    another client's _pg3_1, a different statement, and would run it with our parameters (seen
+    with PgBouncer 1.18: a SELECT answered with the rows of another connection's statement). With
+    names no other connection uses, a wrong server connection can only answer "does not exist",
+    which proves that the statement did not run.
+    """
+    manager = getattr(conn, "_prepared", None)
+    if not isinstance(getattr(manager, "_prepared_idx", None), int):
+        return False
+    manager._prepared_idx = secrets.randbits(60)  # type: ignore[union-attr]
+    return True
 
 
 class Runner:

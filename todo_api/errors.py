@@ -27,6 +27,10 @@ _CODES: dict[int, tuple[str, str]] = {
     404: ("not_found", "No such resource."),
     405: ("method_not_allowed", "This method is not allowed on this resource."),
     409: ("idempotency_conflict", "This Idempotency-Key was used for a different request."),
+    410: (
+        "sync_token_expired",
+        "This sync token is older than the deletions still remembered: sync again without a token.",
+    ),
     412: ("precondition_failed", "The resource does not match If-Match."),
     413: ("payload_too_large", "The request body is larger than 64 KiB."),
     415: ("unsupported_media_type", "The request body must be application/json."),

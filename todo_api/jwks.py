@@ -2,22 +2,26 @@
 
 The rules of API.md §1: a key is found by the token's `kid` and must be of the kind its `alg`
 needs; an unknown `kid` refetches the set at most once per cooldown (a flood of made-up `kid`s
-costs one fetch, not one per request); a fetch gives up after a short timeout; cached keys keep
+costs one fetch, not one per request); a fetch gives up after a short timeout in total, whatever
+the server sends, and no lookup waits on another's fetch longer than that; cached keys keep
 verifying while the endpoint is down; only when no key set was ever fetched does a lookup fail,
 with JwksUnavailable (a 503: the client's token may well be fine).
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import logging
 import math
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +63,8 @@ class JwksCache:
 
     A set older than `max_age` is refetched by the next lookup, which goes on with the old keys if
     that fails; an unknown `kid` refetches it at once. Fetches of any kind are at least `cooldown`
-    seconds apart and each gives up after about `timeout` seconds.
+    seconds apart and each gives up after about `timeout` seconds; a lookup waits for another
+    thread's fetch at most `timeout` seconds too, then goes on with the keys it has.
     """
 
     def __init__(
@@ -81,7 +86,7 @@ class JwksCache:
         self.cooldown = cooldown
         self.timeout = timeout
         self._clock = clock
-        self._lock = threading.Lock()  # held while fetching; readers never take it
+        self._lock = threading.Lock()  # held while fetching; readers never take it, lookups wait on it a while
         self._key_set: _KeySet | None = None
         self._last_attempt: float | None = None
         self._last_attempt_failed = False
@@ -120,8 +125,14 @@ class JwksCache:
 
     def _refresh(self, seen: _KeySet | None, *, wait: bool) -> _KeySet | None:
         """Fetch the set unless another thread replaced `seen` meanwhile or the cooldown forbids it;
-        return the set held afterwards (None while none was ever fetched)."""
-        if not self._lock.acquire(blocking=wait):
+        return the set held afterwards (None while none was ever fetched).
+
+        While another thread fetches, `wait=True` waits for it, at most as long as a fetch may take,
+        and goes on with what it got: a lookup either fetches or waits, never both in turn.
+        """
+        if not self._lock.acquire(blocking=False):
+            if wait and self._lock.acquire(timeout=self.timeout):
+                self._lock.release()
             return self._key_set
         try:
             if self._key_set is not seen or not self._may_fetch():
@@ -179,22 +190,22 @@ class JwksCache:
 
     def _download(self) -> bytes:
         request = urllib.request.Request(self.url, headers={"Accept": "application/json", "User-Agent": "todo-api"})
-        deadline = time.monotonic() + self.timeout
+        too_slow = _FetchError(f"no complete response within {self.timeout} s")
         body = b""
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                # read1: one socket read at a time, so a server that trickles bytes hits the deadline.
-                while chunk := response.read1(64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise _FetchError(f"the response is larger than {MAX_JWKS_BYTES} bytes")
-                    if time.monotonic() > deadline:
-                        raise _FetchError(f"no complete response within {self.timeout} s")
-        except urllib.error.HTTPError as error:
-            error.close()
-            raise _FetchError(f"HTTP {error.code}") from None
-        except (OSError, http.client.HTTPException) as error:  # refused, DNS, TLS, timeout, cut short
-            raise _FetchError(f"{type(error).__name__}: {error}") from None
+        with _Deadline(self.timeout) as deadline:
+            try:
+                with deadline.opener().open(request, timeout=self.timeout) as response:
+                    while chunk := response.read1(64 * 1024):
+                        body += chunk
+                        if len(body) > MAX_JWKS_BYTES:
+                            raise _FetchError(f"the response is larger than {MAX_JWKS_BYTES} bytes")
+            except urllib.error.HTTPError as error:
+                error.close()
+                raise (too_slow if deadline.expired else _FetchError(f"HTTP {error.code}")) from None
+            except (OSError, http.client.HTTPException) as error:  # refused, DNS, TLS, timeout, cut short
+                raise (too_slow if deadline.expired else _FetchError(f"{type(error).__name__}: {error}")) from None
+            if deadline.expired:  # the socket was shut mid-body: what arrived is not the whole document
+                raise too_slow
         return body
 
     def _usable_keys(self, entry: Any) -> dict[str, jwt.PyJWK]:
@@ -219,3 +230,87 @@ class JwksCache:
                 continue
             usable[algorithm] = key
         return usable
+
+
+class _Deadline:
+    """Shuts the connection of one fetch once `seconds` have passed, whatever the server is sending.
+
+    A socket timeout bounds each read, not the response: a server that answers `HTTP/1.1 200 OK`
+    and then one byte a second never trips it. So a timer shuts the socket down at the deadline,
+    which ends the read in progress (status line, headers, TLS handshake or body alike).
+    """
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for watched in self._sockets:
+                watched.close()
+            self._sockets.clear()
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib as usual (proxies from the environment, redirects), on connections this deadline watches."""
+        return urllib.request.build_opener(_WatchedHandler(self))
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut `sock` down at the deadline. A duplicate is kept: it refers to the same connection
+        and outlives TLS wrapping, which detaches the original socket object."""
+        with self._lock:
+            self._sockets.append(sock.dup())
+            if self.expired:
+                self._shut(self._sockets[-1])
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for watched in self._sockets:
+                self._shut(watched)
+
+    @staticmethod
+    def _shut(watched: socket.socket) -> None:
+        with suppress(OSError):  # already closed by the fetch: nothing to stop
+            watched.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection whose socket `deadline` watches from the moment it is connected."""
+
+    deadline: _Deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.deadline.watch(self.sock)
+
+
+class _WatchedHTTPSConnection(http.client.HTTPSConnection, _WatchedHTTPConnection):
+    """HTTPSConnection.connect() calls _WatchedHTTPConnection.connect() (the MRO), so the socket is
+    watched before the TLS handshake starts."""
+
+
+class _WatchedHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """urllib's handlers for http:// and https://, on connections that one deadline watches."""
+
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(self._connection, _WatchedHTTPConnection), req)
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(self._connection, _WatchedHTTPSConnection), req)
+
+    def _connection(self, connection_class: type[_WatchedHTTPConnection], host: str, **kwargs: Any) -> Any:
+        connection = connection_class(host, **kwargs)
+        connection.deadline = self._deadline
+        return connection

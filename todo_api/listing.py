@@ -1,4 +1,4 @@
-"""The task listing: filters, sort keys and keyset pagination with signed, opaque cursors.
+"""The task listing: filters, sort keys and keyset pagination with sealed, opaque cursors.
 
 The query is `list_tasks` from sql/tasks.sql with its `{filters}`, `{after}`, `{sort_key}` and
 `{direction}` holes filled from the fixed fragments below; user text only ever travels as a
@@ -16,9 +16,7 @@ they are prepared like every other statement and not planned again on each reque
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from marshmallow import ValidationError
 from psycopg import sql
 
 from .schemas import PRIORITIES, format_timestamp
+from .tokens import Purpose, TokenCodec
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,7 @@ _AFTER_ASC = sql.SQL("AND ({key}, id) > (%(after_key)s::{cast}, %(after_id)s)")
 _AFTER_DESC = sql.SQL("AND ({key}, id) < (%(after_key)s::{cast}, %(after_id)s)")
 
 MAX_TASK_ID = 2**63 - 1
+_PAD_BYTES = 64
 
 
 def _like_pattern(text: str) -> str:
@@ -160,13 +160,12 @@ class ListQuery:
 
 
 class CursorCodec:
-    """Signs and checks cursors with a key kept in the database, shared by every host."""
+    """Cursors of one user's listings: the last row's (sort key, id), sealed (see tokens.py) and bound
+    to the user and to the listing's sort and filters."""
 
-    def __init__(self, key: bytes):
-        self._key = key
-
-    def _signature(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+    def __init__(self, tokens: TokenCodec, user_id: str):
+        self._tokens = tokens
+        self._user_id = user_id
 
     def encode(self, query: ListQuery, row: dict[str, Any]) -> str:
         key = row[query.sort.column]
@@ -175,22 +174,20 @@ class CursorCodec:
         elif isinstance(key, datetime):
             key = key.isoformat()
         # ensure_ascii=False: a 200-character title of emoji stays well inside the cursor's length limit.
-        payload = json.dumps([query.fingerprint, key, row["id"]], separators=(",", ":"), ensure_ascii=False).encode()
-        return _b64(payload) + "." + _b64(self._signature(payload))
+        payload = json.dumps([key, row["id"]], separators=(",", ":"), ensure_ascii=False).encode()
+        payload += b" " * (-len(payload) % _PAD_BYTES)  # a cursor's length tells only roughly how long a title is
+        return self._tokens.seal(Purpose.CURSOR, payload, user_id=self._user_id, context=query.fingerprint)
 
     def decode(self, query: ListQuery, cursor: str) -> tuple[Any, int]:
         """The (sort key, id) a cursor points after; ValidationError naming `cursor` otherwise."""
-        invalid = ValidationError({"cursor": ["Not a valid cursor for this listing."]})
+        invalid = ValidationError(
+            {"cursor": ["Not a cursor of this listing (changed, or from another user, sort or filter)."]}
+        )
         try:
-            payload_text, signature_text = cursor.split(".")
-            payload = _unb64(payload_text)
-            if not hmac.compare_digest(_unb64(signature_text), self._signature(payload)):
-                raise invalid
-            fingerprint, key, task_id = json.loads(payload)
+            payload = self._tokens.open(Purpose.CURSOR, cursor, user_id=self._user_id, context=query.fingerprint)
+            key, task_id = json.loads(payload)
         except (ValueError, TypeError):
             raise invalid from None
-        if fingerprint != query.fingerprint:
-            raise ValidationError({"cursor": ["This cursor belongs to another sort or filter."]})
         if type(task_id) is not int or not 0 < task_id <= MAX_TASK_ID:
             raise invalid
         try:
@@ -202,7 +199,7 @@ class CursorCodec:
 def _sort_value(sort: SortKey, key: Any) -> Any:
     """A cursor's sort key as a parameter PostgreSQL will take for this sort; raises otherwise.
 
-    Only signed cursors get here, so this is defence in depth against a leaked or misused key.
+    Only sealed cursors get here, so this is defence in depth against a leaked or misused key.
     """
     if not isinstance(key, str):
         raise TypeError("a cursor's sort key is a string")
@@ -221,18 +218,6 @@ def _sort_value(sort: SortKey, key: Any) -> Any:
     if moment.tzinfo is None:
         raise ValueError("a naive timestamp")
     return moment.astimezone(UTC)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    """Strict inverse of _b64: one spelling per value, so no edited cursor still decodes."""
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64(data) != text:
-        raise ValueError("not canonical base64url")
-    return data
 
 
 def build_list_statement(

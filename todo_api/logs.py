@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -54,17 +55,36 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# What could end a line or restyle a terminal: C0 (CR, LF, ESC, ...), DEL, C1 (NEL, CSI, ...), the
+# Unicode line and paragraph separators; and the backslash, so that an escape cannot be faked.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+_NEEDS_QUOTES = re.compile(r'[\s="]|^$')
+
+
+def _escape(text: str) -> str:
+    """`text` on one line: each unsafe character as Python writes it in a literal (\\n, \\x1b, \\u2028)."""
+    return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _text_value(value: Any) -> str:
+    """A key=value field's value: escaped, and quoted (logfmt) when it holds a space, `=` or `"`, so a
+    crafted value (a token's `sub`, say) can neither start a new line nor pass for another field."""
+    text = _escape(str(value))
+    return '"' + text.replace('"', '\\"') + '"' if _NEEDS_QUOTES.search(text) else text
+
+
 class TextFormatter(logging.Formatter):
-    """Readable lines for a terminal: time, level, logger, message, then key=value extras."""
+    """Readable lines for a terminal: time, level, logger, message, then key=value extras; one line
+    per record whatever the values hold (a traceback follows on lines of its own)."""
 
     def format(self, record: logging.LogRecord) -> str:
         extras = {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRIBUTES}
         request_id = extras.pop("request_id", None)
-        fields = " ".join(f"{k}={v}" for k, v in extras.items())
+        fields = " ".join(f"{k}={_text_value(v)}" for k, v in extras.items())
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
-        text = f"{ts} {record.levelname:<7} {record.name} {record.getMessage()}"
+        text = f"{ts} {record.levelname:<7} {record.name} {_escape(record.getMessage())}"
         if request_id:
-            text += f" request_id={request_id}"
+            text += f" request_id={_text_value(request_id)}"
         if fields:
             text += " " + fields
         if record.exc_info:

@@ -27,7 +27,9 @@ from .schemas import (
     PRIORITIES,
     READ_ONLY_FIELDS,
     CompleteSchema,
+    DeletedTaskSchema,
     ListQuerySchema,
+    SyncQuerySchema,
     TaskInputSchema,
     TaskPatchSchema,
     TaskSchema,
@@ -111,6 +113,12 @@ ERRORS: dict[int, tuple[str, tuple[str, ...], str]] = {
         "`idempotency_conflict`: this `Idempotency-Key` was used with a different body, or a request with it "
         "is still in flight.",
     ),
+    410: (
+        "SyncTokenExpired",
+        ("sync_token_expired",),
+        "`sync_token_expired`: the sync `token` is from before a deletion that has since been forgotten "
+        "(deletions are remembered `SYNC_RETENTION_DAYS`): sync again without a token.",
+    ),
     412: (
         "PreconditionFailed",
         ("precondition_failed",),
@@ -186,6 +194,7 @@ def build_document() -> dict[str, Any]:
         info={"description": DESCRIPTION, "license": {"name": "MIT", "identifier": "MIT"}},
         tags=[
             {"name": "tasks", "description": "A user's tasks (bearer token required)."},
+            {"name": "sync", "description": "Incremental sync of a user's tasks (bearer token required)."},
             {"name": "probes", "description": "Liveness and readiness (no auth)."},
             {"name": "docs", "description": "This document and its page (no auth)."},
         ],
@@ -201,6 +210,7 @@ def build_document() -> dict[str, Any]:
     _add_parameters(spec, converter)
     _add_error_responses(spec)
     _add_task_paths(spec)
+    _add_sync_path(spec)
     _add_public_paths(spec)
     document = spec.to_dict()
     document["security"] = [{BEARER: []}]
@@ -350,6 +360,51 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
             "required": ["request_id", "count", "limit", "next_cursor"],
         },
     )
+    deleted = converter.schema2jsonschema(DeletedTaskSchema)
+    deleted["properties"]["id"].update(minimum=1, maximum=TASK_ID_MAX)
+    deleted["required"] = ["id", "deleted_at"]
+    deleted["additionalProperties"] = False
+    deleted["description"] = "A task deleted since the token."
+    spec.components.schema("DeletedTask", deleted)
+    spec.components.schema(
+        "SyncChanges",
+        {
+            "type": "object",
+            "properties": {
+                "tasks": {
+                    "type": "array",
+                    "items": "Task",
+                    "description": "Tasks created or changed since the token, each in its latest state, once.",
+                },
+                "deleted": {
+                    "type": "array",
+                    "items": "DeletedTask",
+                    "description": "Tasks deleted since the token (empty without a token).",
+                },
+            },
+            "required": ["tasks", "deleted"],
+            "additionalProperties": False,
+        },
+    )
+    spec.components.schema(
+        "SyncMeta",
+        {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "sync_token": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Where this answer ended: pass as `token` next time (again while `has_more`).",
+                },
+                "has_more": {
+                    "type": "boolean",
+                    "description": "More changes were pending when this answer was read; false exactly when none.",
+                },
+            },
+            "required": ["request_id", "sync_token", "has_more"],
+        },
+    )
     spec.components.schema(
         "Error",
         {
@@ -389,6 +444,7 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     )
     spec.components.schema("TaskWriteEnvelope", _envelope("Task", meta="WriteMeta"))
     spec.components.schema("TaskListEnvelope", _envelope({"type": "array", "items": "Task"}, meta="ListMeta"))
+    spec.components.schema("SyncEnvelope", _envelope("SyncChanges", meta="SyncMeta"))
     spec.components.schema(
         "HealthEnvelope",
         _envelope(
@@ -519,7 +575,14 @@ def _add_parameters(spec: APISpec, converter: Any) -> None:
             "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": VISIBLE_ASCII},
         },
     )
-    for parameter in converter.schema2parameters(ListQuerySchema, location="query"):
+    _add_query_parameters(spec, converter, ListQuerySchema, "list", LIST_PARAMETERS)
+    _add_query_parameters(spec, converter, SyncQuerySchema, "sync", SYNC_PARAMETERS)
+
+
+def _add_query_parameters(
+    spec: APISpec, converter: Any, schema_class: type, prefix: str, descriptions: dict[str, str]
+) -> None:
+    for parameter in converter.schema2parameters(schema_class, location="query"):
         schema = parameter["schema"]
         if isinstance(schema["type"], list):  # load_default=None means "absent", never a null in a query string
             schema["type"] = next(kind for kind in schema["type"] if kind != "null")
@@ -528,8 +591,8 @@ def _add_parameters(spec: APISpec, converter: Any) -> None:
         if parameter["name"] == "priority":  # one parameter, comma-separated: ?priority=low,high
             parameter["explode"] = False
             schema["minItems"] = 1  # `?priority=` names no priority: a 400
-        parameter["description"] = LIST_PARAMETERS[parameter["name"]]
-        spec.components.parameter(f"list.{parameter['name']}", "query", parameter)
+        parameter["description"] = descriptions[parameter["name"]]
+        spec.components.parameter(f"{prefix}.{parameter['name']}", "query", parameter)
 
 
 LIST_PARAMETERS = {
@@ -548,6 +611,12 @@ LIST_PARAMETERS = {
     "limit": "Page size.",
     "cursor": "Opaque: `meta.next_cursor` of the previous page, with the same sort and filters.",
     "total": "`true` adds `meta.total`, the number of tasks matching the filters.",
+}
+
+
+SYNC_PARAMETERS = {
+    "token": "Opaque: `meta.sync_token` of the previous answer. Without it: every task, from the start.",
+    "limit": "At most this many tasks and deletions together in one answer.",
 }
 
 
@@ -734,6 +803,33 @@ def _add_task_paths(spec: APISpec) -> None:
                     **_errors(*BODY_ERRORS, 404, 412, *API_ERRORS),
                 },
             },
+        },
+    )
+
+
+def _add_sync_path(spec: APISpec) -> None:
+    spec.path(
+        "/api/{user_id}/sync",
+        operations={
+            "get": {
+                "operationId": "sync_tasks",
+                "summary": "Sync tasks",
+                "description": "What changed since `token`: tasks created or changed (latest state) and tasks "
+                "deleted, in pages of `limit`. Call again with `meta.sync_token` while `has_more` is true, then "
+                "keep the last token for next time; a client that does so holds exactly the user's tasks, "
+                "whatever writes run meanwhile. Unknown, empty or repeated parameters are a 400 naming them; "
+                "a changed, made-up or another user's token is a 400 naming `token`.",
+                "tags": ["sync"],
+                "parameters": ["user_id", "X-Request-ID", *(f"sync.{name}" for name in SYNC_PARAMETERS)],
+                "responses": {
+                    "200": {
+                        "description": "One page of changes.",
+                        "headers": {"X-Request-ID": "X-Request-ID"},
+                        "content": _json_content("SyncEnvelope"),
+                    },
+                    **_errors(400, 410, *API_ERRORS),
+                },
+            }
         },
     )
 

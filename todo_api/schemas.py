@@ -252,11 +252,47 @@ def _comma_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",")]
 
 
-class ListQuerySchema(Schema):
-    """Query parameters of GET /api/{user_id}/tasks (API.md §4, Listing)."""
+class QueryArgsSchema(Schema):
+    """Query parameters: unknown ones and ones given twice are errors naming them."""
 
     class Meta:
         unknown = RAISE
+
+    repeatable: tuple[str, ...] = ()
+    comma_lists: tuple[str, ...] = ()
+
+    def load_args(self, args: Any) -> dict[str, Any]:
+        """Load werkzeug MultiDict query args: names in `repeatable` may repeat, those in `comma_lists`
+        are comma lists, the rest come once; an integer `limit` is read as a number."""
+        raw: dict[str, Any] = {}
+        errors: dict[str, list[str]] = {}
+        for name, values in args.lists():
+            if name in self.repeatable:
+                raw[name] = values
+            elif len(values) > 1:
+                errors[name] = ["Give this parameter once."]
+            elif name in self.comma_lists:
+                raw[name] = _comma_list(values[0])
+            elif name == "limit":
+                digits = values[0].isascii() and values[0].isdigit()  # str.isdigit() also takes "²" and "٣"
+                raw[name] = int(values[0]) if digits and len(values[0]) < 6 else values[0]
+            else:
+                raw[name] = values[0]
+        try:
+            loaded = self.load(raw)
+        except ValidationError as error:
+            errors = {**error.normalized_messages(), **errors}  # type: ignore[dict-item]
+            raise ValidationError(errors) from None
+        if errors:
+            raise ValidationError(errors)
+        return loaded
+
+
+class ListQuerySchema(QueryArgsSchema):
+    """Query parameters of GET /api/{user_id}/tasks (API.md §4, Listing)."""
+
+    repeatable = ("tag",)
+    comma_lists = ("priority",)
 
     status = fields.String(validate=validate.OneOf(("all", "pending", "completed")), load_default="all")
     priority = fields.List(fields.String(validate=validate.OneOf(PRIORITIES)), load_default=None)
@@ -289,36 +325,26 @@ class ListQuerySchema(Schema):
         data["total"] = data["total"] == "true"
         return data
 
-    def load_args(self, args: Any) -> dict[str, Any]:
-        """Load werkzeug MultiDict query args: `tag` repeats, `priority` is a comma list, the rest once."""
-        raw: dict[str, Any] = {}
-        errors: dict[str, list[str]] = {}
-        for name, values in args.lists():
-            if name == "tag":
-                raw[name] = values
-            elif len(values) > 1:
-                errors[name] = ["Give this parameter once."]
-            elif name == "priority":
-                raw[name] = _comma_list(values[0])
-            elif name == "limit":
-                digits = values[0].isascii() and values[0].isdigit()  # str.isdigit() also takes "²" and "٣"
-                raw[name] = int(values[0]) if digits and len(values[0]) < 6 else values[0]
-            else:
-                raw[name] = values[0]
-        try:
-            loaded = self.load(raw)
-        except ValidationError as error:
-            errors = {**error.normalized_messages(), **errors}  # type: ignore[dict-item]
-            raise ValidationError(errors) from None
-        if errors:
-            raise ValidationError(errors)
-        return loaded
+
+class SyncQuerySchema(QueryArgsSchema):
+    """Query parameters of GET /api/{user_id}/sync (API.md §6)."""
+
+    token = fields.String(validate=validate.Length(min=1, max=200), load_default=None)
+    limit = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000), load_default=200)
+
+
+class DeletedTaskSchema(Schema):
+    """A deletion as sync reports it (sync.py writes it out; the OpenAPI document is built from this)."""
+
+    id = fields.Integer()
+    deleted_at = Timestamp()
 
 
 task_input = TaskInputSchema()
 task_patch = TaskPatchSchema()
 complete_input = CompleteSchema()
 list_query = ListQuerySchema()
+sync_query = SyncQuerySchema()
 
 
 def envelope(data: Any, request_id: str | None, **meta: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
-from . import idempotency, listing, occurrences
+from . import idempotency, listing, occurrences, tokens
 from .auth import require_user
 from .db import Database, Row
 from .errors import ApiError, not_found, validation_error
@@ -154,7 +154,7 @@ def list_tasks(user_id: str) -> Response:
     try:
         options = list_query.load_args(request.args)
         query = listing.ListQuery(options)
-        codec = listing.CursorCodec(_cursor_key())
+        codec = listing.CursorCodec(tokens.app_codec(), user_id)
         after = codec.decode(query, options["cursor"]) if options["cursor"] else None
     except ValidationError as error:
         raise validation_error(_details(error)) from None
@@ -175,16 +175,6 @@ def list_tasks(user_id: str) -> Response:
     next_cursor = codec.encode(query, page[-1]) if len(rows) > limit else None
     data = [dump_task(row) for row in page]
     return _json_response(data, count=len(page), limit=limit, next_cursor=next_cursor, **meta)
-
-
-def _cursor_key() -> bytes:
-    key = current_app.config.get("TODO_API_CURSOR_KEY")
-    if key is None:
-        row = _db().fetch_one("get_cursor_key", {})
-        if row is None:
-            raise RuntimeError("signing_keys has no 'cursor' row: run `todo-api migrate`")
-        key = current_app.config["TODO_API_CURSOR_KEY"] = bytes(row["secret"])
-    return key
 
 
 @bp.post("")
