@@ -25,8 +25,10 @@ def map_case(context, case):
     if case.operation.label in OPAQUE and case.query and not negative:
         case.query.pop(OPAQUE[case.operation.label], None)
     # A recurrence is valid only by the dates it yields from the task's due_at (API.md §5), which
-    # no JSON Schema can say: schema-valid bodies leave it out, schema-violating ones keep it.
+    # no JSON Schema can say: schema-valid bodies send none (null, so a PATCH keeps a field to
+    # change), schema-violating ones keep theirs.
     body_negative = case.meta is not None and case.meta.is_negative_at(ParameterLocation.BODY)
-    if case.operation.label in TASK_BODIES and isinstance(case.body, dict) and not body_negative:
-        case.body.pop("recurrence", None)
+    is_task_body = case.operation.label in TASK_BODIES and isinstance(case.body, dict)
+    if is_task_body and not body_negative and "recurrence" in case.body:
+        case.body["recurrence"] = None
     return case
