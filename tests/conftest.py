@@ -183,6 +183,17 @@ def task_row(conn, task_id: int) -> dict[str, Any] | None:
 # --- real processes on loopback -------------------------------------------------------------
 
 
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read a raw answer until the server closes the connection: status, headers (lower-case), body."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

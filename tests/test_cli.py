@@ -127,6 +127,8 @@ def test_ttl_parsing(text, seconds):
         ({"SYNC_RETENTION_DAYS": "0"}, "SYNC_RETENTION_DAYS"),
         ({"SYNC_RETENTION_DAYS": "1.5"}, "SYNC_RETENTION_DAYS"),
         ({"SYNC_RETENTION_DAYS": "a month"}, "SYNC_RETENTION_DAYS"),
+        ({"REQUEST_HEAD_TIMEOUT_SECONDS": "soon"}, "REQUEST_HEAD_TIMEOUT_SECONDS"),
+        ({"REQUEST_BODY_TIMEOUT_SECONDS": "0"}, "REQUEST_BODY_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_configuration_names_the_variable(env, variable):
@@ -158,6 +160,10 @@ def test_either_auth_mode_alone_is_a_complete_configuration():
             "configuration error: WEB_CONCURRENCY must be a whole number of at least 1, got '0'",
         ),
         ({"PORT": "http"}, "configuration error: PORT must be a whole number of at least 1, got 'http'"),
+        (
+            {"REQUEST_HEAD_TIMEOUT_SECONDS": "-1"},
+            "configuration error: REQUEST_HEAD_TIMEOUT_SECONDS must be more than 0 and at most 600 seconds, got -1",
+        ),
     ],
 )
 def test_gunicorn_with_bad_configuration_exits_with_one_line(bad, line):

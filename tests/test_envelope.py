@@ -166,3 +166,31 @@ def test_text_formatter_escapes_the_message_and_keeps_plain_values_bare():
     record.empty = ""
     text = TextFormatter().format(record)
     assert text.endswith('got two\\nlines\\\\n route=/api/<user_id>/tasks empty=""')
+
+
+# API.md §2: no redirect under /api/, and the §1 order (401, then 403, then 404) holds on these paths too.
+ODD_PATHS = [
+    "/api//{other}/tasks/2",
+    "/api/{other}//tasks/2",
+    "/api/{me}//tasks",
+    "/api/{me}/tasks//2",
+    "/api/{me}/tasks/",
+    "/api/{me}/tasks/2/",
+    "/api/{me}/tasks/2/complete/",
+]
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+@pytest.mark.parametrize("template", ODD_PATHS)
+def test_extra_slashes_under_api_get_the_envelope_never_a_redirect(api, client, template, method):
+    path = template.format(me=api.user_id, other="someone-else")
+    answers = [
+        client.open(path, method=method),
+        api.client.open(path, method=method, headers={"Authorization": f"Bearer {api.token}"}),
+    ]
+    assert_error(answers[0], 401, "unauthorized")
+    if path.split("/")[2] == "someone-else":
+        assert_error(answers[1], 403, "forbidden")
+    else:
+        assert_error(answers[1], 404, "not_found")
+    assert all("Location" not in answer.headers for answer in answers)

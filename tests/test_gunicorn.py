@@ -8,7 +8,7 @@ import socket
 
 import pytest
 import requests
-from conftest import SECRET, make_token
+from conftest import SECRET, make_token, read_answer
 
 from todo_api.cli import PROJECT_ROOT
 
@@ -43,13 +43,7 @@ def raw_exchange(server, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send bytes as they are (no client would send these) and read the answer to the end."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
-    return int(status_line.split()[1]), headers, body
+        return read_answer(sock)
 
 
 TOKEN_IN_THE_WAY = "Bearer secret-token-value"

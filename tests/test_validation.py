@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from conftest import assert_error, task_row
 
@@ -149,6 +151,37 @@ def test_body_over_64_kib_is_413(api, conn):
     response = api.post(data=body, headers={"Content-Type": "application/json"})
     assert_error(response, 413, "payload_too_large")
     assert count_tasks(conn, api.user_id) == 0
+
+
+CHUNKED = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+TERMINATED = {"wsgi.input_terminated": True}  # what gunicorn says of a chunked body (it ends the stream)
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "fields"),
+    [
+        ("POST", "", '"title": "x"'),
+        ("PUT", "/{id}", '"title": "x"'),
+        ("PATCH", "/{id}", '"title": "x"'),
+        ("PATCH", "/{id}/complete", '"completed": true'),
+    ],
+)
+def test_chunked_body_over_64_kib_is_413_like_one_with_content_length(api, conn, method, suffix, fields):
+    task = api.create()
+    valid_in_its_first_64_kib = ("{" + fields + "}").encode().ljust(64 * 1024 + 1)
+    path = suffix.format(id=task["id"])
+    response = api.request(
+        method, path, input_stream=io.BytesIO(valid_in_its_first_64_kib), headers=CHUNKED, environ_overrides=TERMINATED
+    )
+    assert_error(response, 413, "payload_too_large")
+    assert task_row(conn, task["id"])["version"] == 1
+    assert count_tasks(conn, api.user_id) == 1
+
+
+def test_chunked_body_of_exactly_64_kib_is_accepted(api):
+    body = b'{"title": "x"}'.ljust(64 * 1024)
+    response = api.post(input_stream=io.BytesIO(body), headers=CHUNKED, environ_overrides=TERMINATED)
+    assert response.status_code == 201
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH"])

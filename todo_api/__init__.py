@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import time
 import uuid
+from functools import cached_property
+from typing import IO
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from flask_cors import CORS
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import auth, errors, health, openapi, sync, tasks
+from . import auth, errors, health, mcp, openapi, sync, tasks
 from .config import Settings, load_settings
 from .db import Database, QueryError
 from .jwks import JwksCache
@@ -25,6 +29,24 @@ _SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 request_log = logging.getLogger("todo_api.request")
 
 
+class BoundedRequest(Request):
+    """A body without Content-Length (chunked) over MAX_CONTENT_LENGTH is a 413, as one with it is.
+
+    werkzeug stops reading such a body at the limit without a word, so a 70 KiB chunked body would
+    reach the views cut to 64 KiB (a 400 for broken JSON, not the 413 API.md §2 promises).
+    """
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        limit = self.max_content_length
+        if self.content_length is not None or limit is None or not self.environ.get("wsgi.input_terminated"):
+            return super().stream
+        body = self.environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise RequestEntityTooLarge()
+        return io.BytesIO(body)
+
+
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
     """Build the app from `settings` (default: the environment). The pool opens on first use."""
     settings = settings or load_settings()
@@ -37,6 +59,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         raise ConfigError("DATABASE_URL", "is required (todo-api serve starts an embedded database when it is unset)")
 
     app = Flask(__name__, static_folder=None)  # no /static route: the docs page serves its own files
+    app.request_class = BoundedRequest
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, TODO_API_SETTINGS=settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -63,7 +86,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         )
     app.extensions["todo_api.jwks"] = jwks
     app.extensions["todo_api.auth"] = auth.TokenVerifier(settings, jwks)
-    app.extensions["todo_api.openapi"] = openapi.document_bytes()
+    document = openapi.build_document()
+    app.extensions["todo_api.openapi"] = openapi.document_bytes(document)
+    app.extensions["todo_api.mcp_tools"] = mcp.tool_listing(document)
 
     if settings.cors_allowed_origins:
         _enable_cors(app, settings.cors_allowed_origins)
@@ -72,10 +97,13 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.after_request(_finish_request)
     errors.register_error_handlers(app)
     app.url_map.converters["task_id"] = tasks.TaskIdConverter
+    # API.md §2: no redirect under /api/ (werkzeug would answer `//` with a 308 to a URL built from Host).
+    app.url_map.merge_slashes = False
     app.register_blueprint(tasks.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(mcp.bp)
     return app
 
 
@@ -108,15 +136,15 @@ def _start_request() -> None:
 def _finish_request(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.request_id
     rule = request.url_rule
-    request_log.info(
-        "request",
-        extra={
-            "event": "request",
-            "method": request.method,
-            "route": rule.rule if rule is not None else None,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
-            "user_id": g.get("user_id"),
-        },
-    )
+    line = {
+        "event": "request",
+        "method": request.method,
+        "route": rule.rule if rule is not None else None,
+        "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
+        "user_id": g.get("user_id"),
+    }
+    if request.path == mcp.PATH:
+        line["tool"] = g.get("mcp_tool")  # the tool called, or the JSON-RPC method
+    request_log.info("request", extra=line)
     return response

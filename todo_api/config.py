@@ -44,6 +44,8 @@ class Settings:
     log_format: str = "json"
     cors_allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     sync_retention_days: int = 30
+    request_head_timeout_seconds: float = 5.0
+    request_body_timeout_seconds: float = 10.0
     # JWKS cache tuning (see jwks.JwksCache); not read from the environment, tests shorten them.
     jwks_max_age_seconds: float = 300.0
     jwks_cooldown_seconds: float = 10.0
@@ -210,4 +212,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         cors_allowed_origins=origins,
         sync_retention_days=_int(env, "SYNC_RETENTION_DAYS", 30, 1, 36500),
+        request_head_timeout_seconds=_seconds(env, "REQUEST_HEAD_TIMEOUT_SECONDS", 5.0),
+        request_body_timeout_seconds=_seconds(env, "REQUEST_BODY_TIMEOUT_SECONDS", 10.0),
     )

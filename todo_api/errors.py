@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from flask import Flask, Response, current_app, g, json
+from marshmallow import ValidationError
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -44,6 +45,7 @@ _CODES: dict[int, tuple[str, str]] = {
 _REFUSALS: dict[int, tuple[str, str]] = {
     400: ("bad_request", "The request is not valid HTTP/1.1."),
     403: ("forbidden", "The request was refused."),
+    408: ("request_timeout", "The request's head or body did not arrive in time; the connection is closed."),
     414: ("uri_too_long", "The request line (method, path and query string) is over 4094 bytes."),
     417: ("expectation_failed", "Only Expect: 100-continue is supported."),
     431: ("request_header_fields_too_large", "A request header is over 8190 bytes, or there are over 100."),
@@ -79,6 +81,25 @@ class ApiError(Exception):
 
 def validation_error(details: dict[str, list[str]]) -> ApiError:
     return ApiError(400, "The request has invalid fields.", code="validation_error", details=details)
+
+
+def invalid(error: ValidationError) -> ApiError:
+    """A schema's ValidationError as a validation_error naming each offending field."""
+    messages = error.normalized_messages()
+    return validation_error({field: _flatten(value) for field, value in messages.items()})
+
+
+def _flatten(messages: Any) -> list[str]:
+    """Marshmallow nests list-item errors by index; the envelope wants plain lists of sentences."""
+    if isinstance(messages, dict):
+        return [
+            f"Item {key}: {text}" if isinstance(key, int) else text
+            for key, value in messages.items()
+            for text in _flatten(value)
+        ]
+    if isinstance(messages, list):
+        return [text for item in messages for text in _flatten(item)]
+    return [str(messages)]
 
 
 def not_found(message: str = "No such task.") -> ApiError:

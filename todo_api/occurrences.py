@@ -10,7 +10,6 @@ the completed task is written, so the task's version goes up once, with `next_id
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,14 +39,6 @@ def needs_stored_task(fields: Mapping[str, Any], *, partial: bool) -> bool:
     return fields.get("completed", False) is not False or (partial and not RULE_FIELDS.isdisjoint(fields))
 
 
-@dataclass(frozen=True)
-class Written:
-    """The task as the write left it, and the occurrence the write created (if it created one)."""
-
-    task: Row
-    next_occurrence: Row | None
-
-
 def write(
     run: Runner,
     user_id: str,
@@ -57,9 +48,10 @@ def write(
     *,
     partial: bool,
     now: datetime | None = None,
-) -> Written:
-    """Write `fields` (`completed: None` toggles) to a locked task. Raises 404, 412, or a 400 when a
-    PATCH would leave a recurrence its §5 rules refuse; PUT and POST bodies are checked by the schema."""
+) -> tuple[Row, Row | None]:
+    """Write `fields` (`completed: None` toggles) to a locked task; returns it as written and the
+    occurrence the write created (or None). Raises 404, 412, or a 400 when a PATCH would leave a
+    recurrence its §5 rules refuse; PUT and POST bodies are checked by the schema."""
     stored = run.fetch_one("lock_task", {"user_id": user_id, "task_id": task_id})
     if stored is None:
         raise not_found()
@@ -83,7 +75,7 @@ def write(
     )
     written = run.fetch_one("update_task", params)
     assert written is not None  # the row is locked: it is still there
-    return Written(written, successor)
+    return written, successor
 
 
 def _insert_successor(run: Runner, task: Row, now: datetime) -> Row | None:

@@ -77,9 +77,9 @@ TIMESTAMP = (
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"  # an offset
 )
 
-# Refused by gunicorn before the app sees the request (limit_request_line, limit_request_field_size);
-# the worker (todo_api/workers.py) still answers in the envelope, with errors.refusal's code and message.
-SERVER_LIMITS: dict[int, str] = {414: "UriTooLong", 431: "RequestHeaderFieldsTooLarge"}
+# Refused by gunicorn before the app sees the request (limit_request_line, limit_request_field_size, and
+# the read deadlines); the worker (todo_api/workers.py) answers in the envelope, with errors.refusal's texts.
+SERVER_LIMITS: dict[int, str] = {408: "RequestTimeout", 414: "UriTooLong", 431: "RequestHeaderFieldsTooLarge"}
 TAGS = (
     f"Each trimmed, 1-50 characters. Duplicates (case-insensitive) are dropped, the first spelling kept; "
     f"at most {MAX_TAGS} remain (the server counts after dropping them, so a longer list with duplicates passes)."
@@ -174,8 +174,9 @@ DESCRIPTION = """A multi-user task API. Every route under `/api/` needs `Authori
 whose user (`sub`) is the `{user_id}` of the path: without a valid token every request is a 401,
 with another user's token a 403, and only then come 404, 405 and the rest.
 
-Every JSON response but this document is an envelope: `{"data": ..., "meta": {"request_id": ...}}`
-on success, `{"data": null, "error": {"code", "message", "details"}, "meta": {...}}` on error.
+Every JSON response but this document and the JSON-RPC answers of `/mcp` is an envelope:
+`{"data": ..., "meta": {"request_id": ...}}` on success,
+`{"data": null, "error": {"code", "message", "details"}, "meta": {...}}` on error.
 Every response carries `X-Request-ID` (the client's own when it sent a sane one, 1-128 visible
 ASCII characters), which is also `meta.request_id` and in every log line of the request.
 
@@ -197,6 +198,11 @@ def build_document() -> dict[str, Any]:
             {"name": "sync", "description": "Incremental sync of a user's tasks (bearer token required)."},
             {"name": "probes", "description": "Liveness and readiness (no auth)."},
             {"name": "docs", "description": "This document and its page (no auth)."},
+            {
+                "name": "agents",
+                "description": "The task operations as tools for AI agents, over the Model Context Protocol "
+                "(bearer token required).",
+            },
         ],
     )
     converter = plugin.converter
@@ -212,6 +218,7 @@ def build_document() -> dict[str, Any]:
     _add_task_paths(spec)
     _add_sync_path(spec)
     _add_public_paths(spec)
+    _add_mcp_paths(spec)
     document = spec.to_dict()
     document["security"] = [{BEARER: []}]
     return document
@@ -930,6 +937,79 @@ def _add_public_paths(spec: APISpec) -> None:
     )
 
 
-def document_bytes() -> bytes:
-    """The document as served: built once, serialized once."""
-    return json.dumps(build_document(), ensure_ascii=False, indent=1).encode()
+MCP = """The Model Context Protocol endpoint (Streamable HTTP transport, stateless, JSON responses):
+one JSON-RPC 2.0 message per POST. Methods: `initialize`, `ping`, `tools/list`, `tools/call`; the
+tools (`list_tasks`, `get_task`, `add_task`, `update_task`, `complete_task`, `delete_task`) act for
+the token's user, and `tools/list` gives their input and output schemas, built from the schemas of
+this document. A tool failure the REST API would answer with a 4xx is a result with `isError: true`
+and the REST `error` object. Checks come in this order: `Origin` (403), the token (401), the method
+(any but POST, GET and DELETE included, is a 405 with `Allow: POST`: there is no event stream to
+open and no session to end), the body's size (413) and type (415)."""
+
+JSON_RPC_ID = {"type": ["string", "integer"], "description": "The request's id; absent in a notification."}
+
+
+def _add_mcp_paths(spec: APISpec) -> None:
+    spec.components.schema(
+        "JsonRpcMessage",
+        {
+            "type": "object",
+            "description": "One JSON-RPC 2.0 request, or a notification (no `id`). A batch (an array) is refused.",
+            "properties": {
+                "jsonrpc": {"const": "2.0"},
+                "id": JSON_RPC_ID,
+                "method": {"type": "string", "examples": ["tools/call"]},
+                "params": {"type": "object", "examples": [{"name": "list_tasks", "arguments": {"status": "pending"}}]},
+            },
+            "required": ["jsonrpc", "method"],
+        },
+    )
+    spec.components.schema(
+        "JsonRpcAnswer",
+        {
+            "type": "object",
+            "description": "A JSON-RPC 2.0 response: `result`, or `error` with a standard code (-32700 "
+            "unparseable, -32600 not one request, -32601 unknown method, -32602 unknown tool or bad params).",
+            "properties": {
+                "jsonrpc": {"const": "2.0"},
+                "id": {"type": ["string", "integer", "null"]},
+                "result": {"type": "object"},
+                "error": {
+                    "type": "object",
+                    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+                    "required": ["code", "message"],
+                },
+            },
+            "required": ["jsonrpc", "id"],
+        },
+    )
+    answer = _json_content("JsonRpcAnswer")
+    request_id = {"X-Request-ID": "X-Request-ID"}
+    spec.path(
+        "/mcp",
+        operations={
+            "post": {
+                "operationId": "mcp",
+                "summary": "Call the task tools over the Model Context Protocol",
+                "description": MCP,
+                "tags": ["agents"],
+                "parameters": ["X-Request-ID"],
+                "requestBody": {"required": True, "content": _json_content("JsonRpcMessage")},
+                "responses": {
+                    "200": {"description": "The JSON-RPC answer.", "headers": request_id, "content": answer},
+                    "202": {"description": "A notification, accepted. No body.", "headers": request_id},
+                    "400": {
+                        "description": "Not JSON (-32700), or not one JSON-RPC 2.0 request (-32600); `id` is null.",
+                        "headers": request_id,
+                        "content": answer,
+                    },
+                    **_errors(401, 403, 413, 415, 500, 503),
+                },
+            },
+        },
+    )
+
+
+def document_bytes(document: dict[str, Any]) -> bytes:
+    """The document as served: built once (build_document), serialized once."""
+    return json.dumps(document, ensure_ascii=False, indent=1).encode()

@@ -16,9 +16,10 @@ from marshmallow import ValidationError
 
 from . import tokens
 from .auth import require_user
-from .errors import ApiError, validation_error
+from .errors import ApiError, invalid
+from .operations import database
 from .schemas import dump_task, format_timestamp, sync_query
-from .tasks import _db, _details, _json_response
+from .tasks import json_response
 
 bp = Blueprint("sync", __name__, url_prefix="/api/<user_id>/sync")
 
@@ -52,7 +53,7 @@ def sync(user_id: str) -> Response:
         options = sync_query.load_args(request.args)
         after = None if options["token"] is None else _position(user_id, options["token"])
     except ValidationError as error:
-        raise validation_error(_details(error)) from None
+        raise invalid(error) from None
     limit = options["limit"]
     params = {
         "user_id": user_id,
@@ -61,7 +62,7 @@ def sync(user_id: str) -> Response:
         "page_size": limit + 1,
         "retention_days": current_app.config["TODO_API_SETTINGS"].sync_retention_days,
     }
-    rows = _db().fetch_all("sync_changes", params)
+    rows = database().fetch_all("sync_changes", params)
     state = rows[0]  # one snapshot's counter, on every row
     # Ahead of the counter: a token from before a restore of the database; the client must start over too.
     if after is not None and not state["forgotten_seq"] <= after <= state["last_seq"]:
@@ -74,4 +75,4 @@ def sync(user_id: str) -> Response:
         "tasks": [dump_task(row) for row in page if row["deleted_at"] is None],
         "deleted": [_deleted(row) for row in page if row["deleted_at"] is not None],
     }
-    return _json_response(data, sync_token=_token(user_id, position), has_more=has_more)
+    return json_response(data, sync_token=_token(user_id, position), has_more=has_more)

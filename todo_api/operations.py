@@ -1,0 +1,190 @@
+"""The task operations, one function each, shared by the REST views (tasks.py) and the MCP tools
+(mcp.py). Each takes the token's user and input its surface has already validated, runs its named
+statements, and returns rows or raises ApiError; the surfaces translate HTTP or JSON-RPC around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, url_for
+from marshmallow import ValidationError
+
+from . import idempotency, listing, occurrences, tokens
+from .db import Database, Row
+from .errors import ApiError, invalid, not_found
+from .schemas import dump_task
+
+log = logging.getLogger("todo_api.tasks")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: its tasks, the cursor of the next page (None on the last), and the
+    count of every matching task when it was asked for."""
+
+    tasks: list[Row]
+    next_cursor: str | None
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """A task as an update or a completion left it, and the occurrence that write created, if any."""
+
+    task: Row
+    next_occurrence: Row | None = None
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A create's Idempotency-Key and the hash of the body it came with."""
+
+    key: str
+    request_hash: str
+
+
+def database() -> Database:
+    return current_app.extensions["todo_api.db"]
+
+
+def _log_write(event: str, user_id: str, task_id: int) -> None:
+    log.info(event, extra={"event": event, "task_id": task_id, "user_id": user_id})
+
+
+def _missing_or_moved(user_id: str, task_id: int, expected_versions: list[int] | None) -> ApiError:
+    """A conditional write matched no row: 412 if the task exists at another version, else 404."""
+    if expected_versions is not None and database().fetch_one(
+        "get_task_version", {"user_id": user_id, "task_id": task_id}
+    ):
+        return ApiError(412)
+    return not_found()
+
+
+def list_tasks(user_id: str, options: dict[str, Any]) -> Page:
+    """One page of the user's tasks for loaded ListQuerySchema `options`; 400 naming `cursor` for
+    a cursor this listing did not issue."""
+    query = listing.ListQuery(options)
+    codec = listing.CursorCodec(tokens.app_codec(), user_id)
+    try:
+        after = codec.decode(query, options["cursor"]) if options["cursor"] else None
+    except ValidationError as error:
+        raise invalid(error) from None
+    statement, params = listing.build_list_statement(database().queries["list_tasks"], query, after)
+    limit = options["limit"]
+    params = {**params, "user_id": user_id, "page_size": limit + 1}
+    total = None
+    prepare = False if query.plan_depends_on_values else None
+    if not options["total"]:
+        rows = database().fetch_all(statement, params, prepare=prepare)
+    else:  # the page and its count from one snapshot
+        count_statement, count_params = listing.build_count_statement(database().queries["count_tasks"], query)
+        with database().transaction(one_snapshot=True) as run:
+            rows = run.fetch_all(statement, params, prepare=prepare)
+            count = run.fetch_one(count_statement, {**count_params, "user_id": user_id}, prepare=prepare)
+        total = count["total"]  # type: ignore[index]
+    page = rows[:limit]
+    return Page(page, codec.encode(query, page[-1]) if len(rows) > limit else None, total)
+
+
+def create_task(user_id: str, fields: dict[str, Any], key: IdempotencyKey | None = None) -> idempotency.Remembered:
+    """Insert a task from loaded TaskInputSchema `fields`; with a key, at most once per key. Returns
+    the create's answer: the new task's, or the one remembered for the key (409 if it cannot be)."""
+    params = {**fields, "user_id": user_id}
+    if key is None:
+        first = _created(database().fetch_one("insert_task", params))
+    else:  # claim the key, insert, and remember the answer, all or nothing
+        with database().transaction() as run:
+            remembered = idempotency.claim(run, user_id, key.key, key.request_hash)
+            if remembered is not None:
+                return remembered
+            first = _created(run.fetch_one("insert_task", params))
+            idempotency.remember(run, user_id, key.key, first)
+    _log_write("task.created", user_id, first.data["id"])
+    return first
+
+
+def _created(task: Row | None) -> idempotency.Remembered:
+    assert task is not None  # INSERT ... RETURNING returns the row
+    location = url_for("tasks.get_task", user_id=task["user_id"], task_id=task["id"])
+    return idempotency.Remembered(201, dump_task(task), location, f'"{task["version"]}"')
+
+
+def get_task(user_id: str, task_id: int) -> Row:
+    """One task of the user; 404 when the user has none with this id."""
+    task = database().fetch_one("get_task", {"user_id": user_id, "task_id": task_id})
+    if task is None:
+        raise not_found()
+    return task
+
+
+def update_task(
+    user_id: str,
+    task_id: int,
+    fields: dict[str, Any],
+    expected_versions: list[int] | None = None,
+    *,
+    partial: bool = True,
+) -> Written:
+    """Set the loaded `fields` (all writable ones for a replace, `partial=False`; some for a patch),
+    if the version is one of `expected_versions` (None: any). Completing a recurring task creates
+    its next occurrence (occurrences.py). 400 (a patch that leaves a rule §5 refuses), 404, 412."""
+    if occurrences.needs_stored_task(fields, partial=partial):
+        return _write_locked(user_id, task_id, fields, expected_versions, partial, "task.updated")
+    params = {field: fields.get(field) for field in occurrences.WRITABLE_FIELDS}
+    params.update(
+        user_id=user_id, task_id=task_id, fields=list(fields), expected_versions=expected_versions, next_id=None
+    )
+    task = database().fetch_one("update_task", params)
+    if task is None:
+        raise _missing_or_moved(user_id, task_id, expected_versions)
+    _log_write("task.updated", user_id, task_id)
+    return Written(task)
+
+
+def _write_locked(
+    user_id: str,
+    task_id: int,
+    fields: dict[str, Any],
+    expected_versions: list[int] | None,
+    partial: bool,
+    event: str | None,
+) -> Written:
+    """A write that must see the stored task, in one transaction (occurrences.write); logs it as
+    `event` (None: completed or reopened, as it turned out) and the occurrence it created."""
+    with database().transaction() as run:
+        task, following = occurrences.write(run, user_id, task_id, fields, expected_versions, partial=partial)
+    _log_write(event or ("task.completed" if task["completed"] else "task.reopened"), user_id, task_id)
+    if following is not None:
+        _log_write("task.created", user_id, following["id"])
+    return Written(task, following)
+
+
+def complete_task(
+    user_id: str, task_id: int, completed: bool | None, expected_versions: list[int] | None = None
+) -> Written:
+    """Set `completed`, or toggle it when None, if the version still matches; completing a recurring
+    task creates its next occurrence. 404, 412."""
+    if completed is not False:  # it may complete the task: see the stored one
+        return _write_locked(user_id, task_id, {"completed": completed}, expected_versions, True, None)
+    task = database().fetch_one(
+        "set_task_completed",
+        {"user_id": user_id, "task_id": task_id, "completed": completed, "expected_versions": expected_versions},
+    )
+    if task is None:
+        raise _missing_or_moved(user_id, task_id, expected_versions)
+    _log_write("task.completed" if task["completed"] else "task.reopened", user_id, task_id)
+    return Written(task)
+
+
+def delete_task(user_id: str, task_id: int, expected_versions: list[int] | None = None) -> Row:
+    """Delete a task if the version still matches; returns it as it was. 404, 412."""
+    task = database().fetch_one(
+        "delete_task", {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
+    )
+    if task is None:
+        raise _missing_or_moved(user_id, task_id, expected_versions)
+    _log_write("task.deleted", user_id, task_id)
+    return task
