@@ -5,7 +5,8 @@
 Starts a throwaway embedded PostgreSQL (durable=False) in a temporary directory, applies the
 migrations before 0003 (the listing indexes), seeds both users with bench/listing_seed.sql
 (realistic, deterministic data: see the comments there), applies the remaining migrations, which
-builds the listing indexes over the data as on an existing database, and runs VACUUM ANALYZE.
+builds the listing indexes over the data as on an existing database, gives some tasks a reminder
+(bench/reminders_seed.sql, once 0006 has added remind_at), and runs VACUUM ANALYZE.
 Then it measures GET /api/{user}/tasks through the real Flask app (create_app and its test client:
 auth, schema, SQL, JSON; no network) and prints the median latency per scenario and user, and the
 ratio (1,000,000-task user / 100-task user). The page 5,000 deep is reached by walking 4,999 pages
@@ -43,6 +44,7 @@ from todo_api.embedded import EmbeddedPostgres
 from todo_api.schemas import list_query
 
 SEED_SQL = (Path(__file__).resolve().parent / "listing_seed.sql").read_text()
+REMINDERS_SQL = (Path(__file__).resolve().parent / "reminders_seed.sql").read_text()
 LISTING_MIGRATION = "0003.listing-indexes"
 SECRET = "bench-secret-that-is-long-enough-0123456789"
 NEWEST = "2026-01-01T00:00:00Z"
@@ -64,6 +66,9 @@ SCENARIOS: list[tuple[str, dict[str, str], bool]] = [
     ("due in a week, by due date", {"due_after": "2025-12-01T00:00:00Z", "due_before": "2025-12-08T00:00:00Z",
                                     "sort": "due_at"}, False),
     ("rare tag (tag=Passport)", {"tag": "Passport"}, False),
+    # The due-reminders poll of API.md §5, "now" two weeks after the newest task: a target (issue 13).
+    ("due reminders (pending, remind_before=now, by remind_at)",
+     {"status": "pending", "remind_before": "2026-01-15T00:00:00Z", "sort": "remind_at"}, True),
     ("rare word (q=notary)", {"q": "notary"}, False),
     ("first page with total=true", {"total": "true"}, False),
 ]  # fmt: skip
@@ -95,6 +100,11 @@ def migrate_and_seed(url: str, users: dict[str, int]) -> None:
         backend.apply_migrations(backend.to_apply(migrations))
         log(f"applied {LISTING_MIGRATION} and later migrations in {time.perf_counter() - started:.1f} s")
     backend.connection.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for user_id in users:
+            started = time.perf_counter()
+            conn.execute(REMINDERS_SQL, {"user_id": user_id})
+            log(f"set reminders for {user_id} in {time.perf_counter() - started:.1f} s")
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
         conn.execute("VACUUM ANALYZE tasks")

@@ -29,14 +29,15 @@ WITH due AS (
     WHERE user_id = %(user_id)s
 ), changes AS (
     (SELECT sync_seq, id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-            created_at, updated_at, version, NULL::timestamptz AS deleted_at
+            recurrence, timezone, remind_at, next_id, created_at, updated_at, version,
+            NULL::timestamptz AS deleted_at
      FROM tasks
      WHERE user_id = %(user_id)s AND sync_seq > %(after)s
      ORDER BY sync_seq
      LIMIT %(page_size)s)
     UNION ALL
     (SELECT sync_seq, task_id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, NULL, NULL, deleted_at
+            NULL, NULL, NULL, NULL, NULL, NULL, NULL, deleted_at
      FROM task_tombstones
      WHERE user_id = %(user_id)s AND sync_seq > %(after)s AND %(with_deleted)s
      ORDER BY sync_seq

@@ -3,19 +3,29 @@
 
 -- name: insert_task
 -- Create a task for its owner and return it.
-INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, tags, due_at)
+INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, tags, due_at,
+                   recurrence, timezone, remind_at)
 VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
         CASE WHEN %(completed)s THEN now() END,
-        %(priority)s, %(tags)s, %(due_at)s)
+        %(priority)s, %(tags)s, %(due_at)s, %(recurrence)s, %(timezone)s, %(remind_at)s)
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-          created_at, updated_at, version;
+          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: get_task
 -- One task of its owner.
 SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-       created_at, updated_at, version
+       recurrence, timezone, remind_at, next_id, created_at, updated_at, version
 FROM tasks
 WHERE user_id = %(user_id)s AND id = %(task_id)s;
+
+-- name: lock_task
+-- One task of its owner, locked until the transaction ends: a write that must see the stored task
+-- (a PATCH of the rule's fields, a completion that may create the next occurrence) reads it here.
+SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+       recurrence, timezone, remind_at, next_id, created_at, updated_at, version
+FROM tasks
+WHERE user_id = %(user_id)s AND id = %(task_id)s
+FOR UPDATE;
 
 -- name: get_task_version
 -- The current version of one task, to tell "no such task" (404) from "version moved on" (412).
@@ -25,13 +35,18 @@ WHERE user_id = %(user_id)s AND id = %(task_id)s;
 
 -- name: update_task
 -- Set the fields named in %(fields)s (PUT names them all, PATCH those given), if the version
--- is one of %(expected_versions)s (NULL: any). completed_at follows a real flip of completed.
+-- is one of %(expected_versions)s (NULL: any). completed_at follows a real flip of completed;
+-- next_id is set once, by the write that completes a recurring task (%(next_id)s, else NULL).
 UPDATE tasks
 SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title END,
     description  = CASE WHEN 'description' = ANY(%(fields)s) THEN %(description)s ELSE description END,
     priority     = CASE WHEN 'priority' = ANY(%(fields)s) THEN %(priority)s::task_priority ELSE priority END,
     tags         = CASE WHEN 'tags' = ANY(%(fields)s) THEN %(tags)s ELSE tags END,
     due_at       = CASE WHEN 'due_at' = ANY(%(fields)s) THEN %(due_at)s ELSE due_at END,
+    recurrence   = CASE WHEN 'recurrence' = ANY(%(fields)s) THEN %(recurrence)s ELSE recurrence END,
+    timezone     = CASE WHEN 'timezone' = ANY(%(fields)s) THEN %(timezone)s ELSE timezone END,
+    remind_at    = CASE WHEN 'remind_at' = ANY(%(fields)s) THEN %(remind_at)s ELSE remind_at END,
+    next_id      = COALESCE(next_id, %(next_id)s::bigint),
     completed    = CASE WHEN 'completed' = ANY(%(fields)s) THEN %(completed)s ELSE completed END,
     completed_at = CASE
                      WHEN NOT 'completed' = ANY(%(fields)s) OR %(completed)s = completed THEN completed_at
@@ -42,7 +57,7 @@ SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title
 WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-          created_at, updated_at, version;
+          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: set_task_completed
 -- Set completed to %(completed)s, or toggle it when that is NULL, if the version still matches.
@@ -57,7 +72,7 @@ SET completed    = COALESCE(%(completed)s, NOT completed),
 WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-          created_at, updated_at, version;
+          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: delete_task
 -- Delete one task if the version still matches, and return it as it was.
@@ -65,13 +80,13 @@ DELETE FROM tasks
 WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-          created_at, updated_at, version;
+          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: list_tasks
 -- One page of the owner's tasks, plus one row to tell whether another page exists.
 -- listing.py fills {filters}, {after}, {sort_key} and {direction} from fixed fragments only.
 SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-       created_at, updated_at, version
+       recurrence, timezone, remind_at, next_id, created_at, updated_at, version
 FROM tasks
 WHERE user_id = %(user_id)s {filters} {after}
 ORDER BY {sort_key} {direction}, id {direction}

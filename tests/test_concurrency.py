@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -195,3 +196,31 @@ def test_twenty_concurrent_posts_with_one_key_create_one_task(server, conn):
     assert created and all(r.status_code in (201, 409) for r in responses)
     assert len({r.json()["data"]["id"] for r in created}) == 1
     assert len({r.headers["Location"] for r in created}) == 1
+
+
+def test_concurrent_completions_of_one_recurring_task_create_one_successor(server, conn):
+    user = f"race-recurrence-{uuid.uuid4().hex[:8]}"
+    headers = {"Authorization": f"Bearer {make_token(user)}"}
+    base = f"{server.url}/api/{user}/tasks"
+    recurring = {"title": "Stand-up", "due_at": "2027-01-04T09:30:00+01:00", "recurrence": "FREQ=WEEKLY;BYDAY=MO,TU"}
+    completions = [  # each round races two of the routes that complete a task
+        ("PATCH", "/complete", {"completed": True}),
+        ("PATCH", "", {"completed": True}),
+        ("PUT", "", {**recurring, "completed": True}),
+    ]
+    for round_number in range(6):
+        task = requests.post(base, json=recurring, headers=headers, timeout=10).json()["data"]
+        pair = [completions[round_number % 3], completions[(round_number + 1) % 3]]
+        responses = race(
+            2,
+            lambda i, task=task, pair=pair: requests.request(
+                pair[i][0], f"{base}/{task['id']}{pair[i][1]}", json=pair[i][2], headers=headers, timeout=10
+            ),
+        )
+        assert [r.status_code for r in responses] == [200, 200]
+        created = [r.json()["meta"]["next_occurrence"] for r in responses if "next_occurrence" in r.json()["meta"]]
+        assert len(created) == 1
+        assert created[0]["due_at"] == "2027-01-05T08:30:00Z"
+        row = task_row(conn, task["id"])
+        assert row["next_id"] == created[0]["id"] and row["version"] == 3
+    assert count_tasks(conn, user) == 12

@@ -22,7 +22,7 @@ from todo_api.tokens import Purpose, TokenCodec
 RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 SORTS = [
     f"{direction}{key}"
-    for key in ("created_at", "updated_at", "due_at", "priority", "title")
+    for key in ("created_at", "updated_at", "due_at", "remind_at", "priority", "title")
     for direction in ("", "-")
 ]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -41,16 +41,17 @@ def insert_tasks(conn, user_id: str, rows: Iterable[dict[str, Any]]) -> list[dic
             "priority": "none",
             "tags": [],
             "due_at": None,
+            "remind_at": None,
             "created_at": T0,
             "updated_at": T0,
             **row,
         }
         task["id"] = conn.execute(
             """INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, tags, due_at,
-                                  created_at, updated_at)
+                                  remind_at, created_at, updated_at)
                VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
                        CASE WHEN %(completed)s THEN %(updated_at)s END, %(priority)s, %(tags)s, %(due_at)s,
-                       %(created_at)s, %(updated_at)s)
+                       %(remind_at)s, %(created_at)s, %(updated_at)s)
                RETURNING id""",
             {**task, "user_id": user_id},
             prepare=False,  # the suite also runs through PgBouncer in transaction mode
@@ -68,6 +69,7 @@ def tied_tasks(count: int = 24) -> list[dict[str, Any]]:
             "created_at": T0 + timedelta(hours=i % 3),
             "updated_at": T0 + timedelta(minutes=(i * 7) % 4),
             "due_at": None if i % 4 == 1 else T0 + timedelta(days=i % 3),
+            "remind_at": None if i % 3 == 1 else T0 - timedelta(hours=i % 4),
         }
         for i in range(count)
     ]
@@ -140,7 +142,8 @@ def test_default_listing_is_newest_first_with_the_list_meta(api, conn):
     assert body["meta"]["count"] == 6 and body["meta"]["limit"] == 20 and body["meta"]["next_cursor"] is None
     assert body["data"][0].keys() == {
         "id", "user_id", "title", "description", "completed", "completed_at",
-        "priority", "tags", "due_at", "created_at", "updated_at", "version",
+        "priority", "tags", "due_at", "recurrence", "timezone", "remind_at", "next_id",
+        "created_at", "updated_at", "version",
     }  # fmt: skip
 
 
@@ -157,17 +160,19 @@ def test_every_sort_orders_by_its_key_then_id_in_the_same_direction(api, conn, s
 @pytest.mark.parametrize("due_at", [T0, None], ids=["due", "no-due"])
 def test_walk_over_25_identical_tasks_returns_each_once_in_id_order(api, conn, sort, due_at):
     same = {"title": "same", "priority": "medium", "created_at": T0, "updated_at": T0, "due_at": due_at}
+    same["remind_at"] = due_at
     tasks = insert_tasks(conn, api.user_id, [same] * 25)
     by_id = sorted(task["id"] for task in tasks)
     assert walk(api, {"sort": sort}, limit=3) == (by_id[::-1] if sort.startswith("-") else by_id)
 
 
-@pytest.mark.parametrize("sort", ["due_at", "-due_at"])
-def test_tasks_without_due_at_come_last_in_both_directions(api, sort):
-    early = api.create(title="early", due_at="2026-05-01T09:00:00Z")
+@pytest.mark.parametrize("sort", ["due_at", "-due_at", "remind_at", "-remind_at"])
+def test_tasks_without_due_at_or_remind_at_come_last_in_both_directions(api, sort):
+    key = sort.lstrip("-")
+    early = api.create(title="early", **{key: "2026-05-01T09:00:00Z"})
     undated = [api.create(title=f"undated {n}") for n in range(3)]
-    late = api.create(title="late", due_at="2026-05-02T09:00:00+02:00")
-    dated = [early["id"], late["id"]] if sort == "due_at" else [late["id"], early["id"]]
+    late = api.create(title="late", **{key: "2026-05-02T09:00:00+02:00"})
+    dated = [late["id"], early["id"]] if sort.startswith("-") else [early["id"], late["id"]]
     undated_ids = sorted((task["id"] for task in undated), reverse=sort.startswith("-"))
     assert ids(api, {"sort": sort}) == dated + undated_ids
     for limit in (1, 2, 3):  # page boundaries before, at and inside the tasks without due_at
@@ -333,14 +338,22 @@ def test_q_treats_like_wildcards_and_quotes_literally(api, q, expected):
     assert sorted(by_id[task_id] for task_id in ids(api, {"q": q})) == sorted(expected)
 
 
-@pytest.mark.parametrize("sort", ["due_at", "-due_at", "-created_at", "title"])
-def test_due_after_is_inclusive_and_due_before_exclusive(api, sort):
-    due = {n: api.create(title=f"due {n}", due_at=f"2026-06-0{n}T12:00:00Z")["id"] for n in (1, 2, 3)}
+@pytest.mark.parametrize(
+    ("field", "sort"),
+    [
+        *(("due_at", sort) for sort in ("due_at", "-due_at", "-created_at", "title")),
+        *(("remind_at", sort) for sort in ("remind_at", "-remind_at", "due_at", "-created_at")),
+    ],
+)
+def test_after_bounds_are_inclusive_and_before_bounds_exclusive(api, field, sort):
+    due = {n: api.create(title=f"due {n}", **{field: f"2026-06-0{n}T12:00:00Z"})["id"] for n in (1, 2, 3)}
     api.create(title="undated")
+    prefix = field.removesuffix("_at")
 
     def matching(**bounds: str) -> set[int]:
-        found = ids(api, {"sort": sort, **bounds})
-        assert walk(api, {"sort": sort, **bounds}, limit=1) == found
+        named = {f"{prefix}_{name.removeprefix('due_')}": value for name, value in bounds.items()}
+        found = ids(api, {"sort": sort, **named})
+        assert walk(api, {"sort": sort, **named}, limit=1) == found
         return set(found)
 
     assert matching(due_after="2026-06-02T12:00:00Z") == {due[2], due[3]}
@@ -449,6 +462,9 @@ def test_total_counts_every_match_on_every_page(api):
         ("due_after", "2026-06-01T12:00:00+25:00"),
         ("due_after", "2026-06-01T12:00:00 02:00"),  # an unencoded "+" arrives as a space
         ("due_after", "1780000000"),
+        ("remind_before", "2026-06-01T12:00:00"),
+        ("remind_after", "tomorrow"),
+        ("sort", "remind"),
     ],
 )
 def test_bad_value_is_400_naming_the_parameter(api, name, value):
@@ -471,6 +487,7 @@ def test_unknown_parameter_is_400_naming_it(api, name):
         ("priority", "high"),
         ("due_before", "2026-06-01T00:00:00Z"),
         ("due_after", "2026-06-01T00:00:00Z"),
+        ("remind_before", "2026-06-01T00:00:00Z"),
     ],
 )
 def test_parameter_given_twice_is_400_naming_it(api, name, value):

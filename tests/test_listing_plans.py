@@ -25,6 +25,7 @@ from todo_api.schemas import list_query
 from todo_api.tokens import TokenCodec
 
 SEED_SQL = (PROJECT_ROOT / "bench" / "listing_seed.sql").read_text()
+REMINDERS_SQL = (PROJECT_ROOT / "bench" / "reminders_seed.sql").read_text()
 USER_TASKS = 10_000
 NEIGHBOUR_TASKS = 2_000
 # A page of 20 may touch this many of the user's rows (rows read plus rows filtered out), in the
@@ -56,6 +57,12 @@ FRONTEND_LISTINGS: list[dict[str, str]] = [
     {"due_after": "2026-01-10T00:00:00Z", "sort": "due_at"},
     {"due_before": "2025-12-25T00:00:00Z", "sort": "-due_at"},
     {"due_before": "2026-01-01T00:00:00Z", "status": "pending", "sort": "due_at"},
+    # The due-reminders poll (API.md §5) two weeks after the newest task, and the other reminder views.
+    {"status": "pending", "remind_before": "2026-01-15T00:00:00Z", "sort": "remind_at"},
+    {"status": "pending", "sort": "remind_at"},
+    {"status": "pending", "sort": "-remind_at"},
+    {"remind_after": "2026-01-10T00:00:00Z", "sort": "remind_at"},
+    {"remind_before": "2025-12-25T00:00:00Z", "sort": "-remind_at"},
 ]
 
 
@@ -66,6 +73,7 @@ def seeded(database_url: str) -> Iterator[tuple[psycopg.Connection[dict[str, Any
     with psycopg.connect(database_url, row_factory=dict_row, autocommit=True, prepare_threshold=None) as conn:
         for owner, count in ((user_id, USER_TASKS), (neighbour, NEIGHBOUR_TASKS)):
             conn.execute(SEED_SQL, {"user_id": owner, "count": count, "newest": "2026-01-01T00:00:00Z"})
+            conn.execute(REMINDERS_SQL, {"user_id": owner})
         conn.execute("VACUUM ANALYZE tasks")
         yield conn, user_id
         conn.execute("DELETE FROM tasks WHERE user_id = ANY(%s)", [[user_id, neighbour]])
@@ -158,7 +166,9 @@ def test_the_seed_has_the_shape_the_plans_assume(seeded):
                   count(*) FILTER (WHERE 'Passport' = ANY(tags)) AS passport,
                   count(*) FILTER (WHERE title LIKE '%%milk%%') AS milk,
                   count(*) FILTER (WHERE title LIKE '%%notary%%') AS notary,
-                  count(*) FILTER (WHERE due_at IS NULL) AS no_due
+                  count(*) FILTER (WHERE due_at IS NULL) AS no_due,
+                  count(*) FILTER (WHERE remind_at IS NOT NULL) AS reminded,
+                  count(*) FILTER (WHERE NOT completed AND remind_at < '2026-01-15T00:00:00Z') AS reminders_due
            FROM tasks WHERE user_id = %s""",
         [user_id],
     ).fetchone()
@@ -167,3 +177,4 @@ def test_the_seed_has_the_shape_the_plans_assume(seeded):
     assert 1_000 < shape["work"] < 1_500 and 0 < shape["passport"] < 15
     assert 400 < shape["milk"] < 600 and 0 < shape["notary"] < 10
     assert 5_500 < shape["no_due"] < 6_500
+    assert 1_500 < shape["reminded"] < 2_500 and shape["reminders_due"] > 21  # the poll has a second page

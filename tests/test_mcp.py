@@ -653,3 +653,18 @@ def test_rest_request_lines_have_no_tool_field(mcp, caplog):
     mcp.client.get(f"/api/{mcp.user_id}/tasks", headers={"Authorization": f"Bearer {mcp.token}"})
     line = next(record for record in caplog.records if getattr(record, "event", None) == "request")
     assert not hasattr(line, "tool")
+
+
+def test_complete_task_of_a_recurring_task_returns_its_next_occurrence(mcp, tools):
+    task = mcp.ok(
+        "add_task",
+        title="Stand-up",
+        due_at="2027-03-26T09:30:00+01:00",
+        recurrence="FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR",
+        timezone="Europe/Berlin",
+    )
+    done = mcp.ok("complete_task", task_id=task["id"])
+    jsonschema.validate(done, tools["complete_task"]["outputSchema"])
+    following = done["next_occurrence"]
+    assert done["next_id"] == following["id"] and following["due_at"] == "2027-03-29T07:30:00Z"
+    assert "next_occurrence" not in mcp.ok("complete_task", task_id=task["id"], completed=True)

@@ -196,3 +196,35 @@ def test_title_pattern_agrees_with_how_the_schema_trims(document, text):
     # `\s` means different things to JSON Schema (ECMA 262) and Python: the pattern spells it out.
     pattern = document["components"]["schemas"]["TaskInput"]["properties"]["title"]["pattern"]
     assert bool(re.search(pattern, text)) == bool(text.strip())
+
+
+def test_recurrence_fields_and_next_occurrence_are_documented(document):
+    schemas = document["components"]["schemas"]
+    assert {"recurrence", "timezone", "remind_at", "next_id"} <= set(schemas["Task"]["properties"])
+    for body in ("TaskInput", "TaskPatch"):
+        properties = schemas[body]["properties"]
+        assert {"recurrence", "timezone", "remind_at"} <= set(properties) and "next_id" not in properties
+        assert "Europe/Berlin" in properties["timezone"]["enum"] and "localtime" not in properties["timezone"]["enum"]
+    assert schemas["WriteMeta"]["properties"]["next_occurrence"]["$ref"] == "#/components/schemas/Task"
+    for method, path in [
+        ("patch", "/api/{user_id}/tasks/{task_id}/complete"),
+        ("patch", "/api/{user_id}/tasks/{task_id}"),
+        ("put", "/api/{user_id}/tasks/{task_id}"),
+    ]:
+        content = _operation(document, method, path)["responses"]["200"]["content"]
+        assert content["application/json"]["schema"]["$ref"] == "#/components/schemas/TaskWriteEnvelope"
+    parameters = {
+        ref["$ref"].rsplit(".", 1)[-1]
+        for ref in _operation(document, "get", "/api/{user_id}/tasks")["parameters"]
+        if "$ref" in ref
+    }
+    assert {"remind_before", "remind_after"} <= parameters
+    sort = document["components"]["parameters"]["list.sort"]["schema"]["enum"]
+    assert {"remind_at", "-remind_at"} <= set(sort)
+
+
+def test_the_example_task_is_a_valid_recurring_task(app):
+    from todo_api.openapi import EXAMPLE_INPUT
+    from todo_api.schemas import READ_ONLY_FIELDS, task_input
+
+    task_input.load({k: v for k, v in EXAMPLE_INPUT.items() if k not in READ_ONLY_FIELDS})

@@ -27,6 +27,10 @@ def test_create_answers_201_with_location_etag_and_defaults(api, conn):
         "priority": "none",
         "tags": [],
         "due_at": None,
+        "recurrence": None,
+        "timezone": "UTC",
+        "remind_at": None,
+        "next_id": None,
         "created_at": task["created_at"],
         "updated_at": task["created_at"],
         "version": 1,
@@ -229,8 +233,16 @@ def test_the_fast_task_dump_equals_the_marshmallow_schema(api, conn):
         tags=["a", "B"],
         due_at="2026-12-01T09:00:00.123456+05:30",
     )
+    recurring = api.create(
+        title="recurring",
+        due_at="2026-12-01T09:00:00+05:30",
+        recurrence="FREQ=DAILY",
+        timezone="Asia/Kolkata",
+        remind_at="2026-12-01T08:00:00+05:30",
+    )
+    assert api.patch(f"/{recurring['id']}/complete").json["data"]["next_id"]  # a row with every field set
     rows = conn.execute("SELECT * FROM tasks WHERE user_id = %s", [api.user_id]).fetchall()
-    assert len(rows) == 2
+    assert len(rows) == 4
     for row in rows:
         assert dump_task(row) == TaskSchema().dump(row)
         assert list(dump_task(row)) == list(TaskSchema().dump(row))

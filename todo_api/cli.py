@@ -156,6 +156,9 @@ def seed(users: int, tasks_per_user: int) -> list[str]:
                             "priority": rng.choice(["none", "none", "low", "medium", "high"]),
                             "tags": rng.sample(_TAGS, rng.randint(0, 3)),
                             "due_at": rng.choice([None, now + timedelta(hours=rng.randint(-48, 24 * 30))]),
+                            "recurrence": None,
+                            "timezone": "UTC",
+                            "remind_at": None,
                         },
                     )
     finally:

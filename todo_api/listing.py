@@ -44,10 +44,13 @@ def _timestamp_key(column: str, descending: bool) -> SortKey:
     return SortKey(column, sql.Identifier(column), sql.SQL("timestamptz"), descending)
 
 
-# Tasks without due_at sort last in both directions: they take +infinity ascending, -infinity
-# descending. Each expression has an index of its own (migrations/0003).
+# Tasks without due_at (remind_at) sort last in both directions: they take +infinity ascending,
+# -infinity descending. Each expression has an index of its own (migrations/0003, 0006).
 _DUE_ASC = sql.SQL("COALESCE(due_at, 'infinity'::timestamptz)")
 _DUE_DESC = sql.SQL("COALESCE(due_at, '-infinity'::timestamptz)")
+_REMIND_ASC = sql.SQL("COALESCE(remind_at, 'infinity'::timestamptz)")
+_REMIND_DESC = sql.SQL("COALESCE(remind_at, '-infinity'::timestamptz)")
+UNDATED_LAST = ("due_at", "remind_at")  # the sort keys whose missing values are +-infinity
 
 SORT_KEYS: dict[str, SortKey] = {}
 for _descending in (False, True):
@@ -56,6 +59,9 @@ for _descending in (False, True):
     SORT_KEYS[_prefix + "updated_at"] = _timestamp_key("updated_at", _descending)
     SORT_KEYS[_prefix + "due_at"] = SortKey(
         "due_at", _DUE_DESC if _descending else _DUE_ASC, sql.SQL("timestamptz"), _descending
+    )
+    SORT_KEYS[_prefix + "remind_at"] = SortKey(
+        "remind_at", _REMIND_DESC if _descending else _REMIND_ASC, sql.SQL("timestamptz"), _descending
     )
     SORT_KEYS[_prefix + "priority"] = SortKey(
         "priority", sql.Identifier("priority"), sql.SQL("task_priority"), _descending
@@ -69,11 +75,14 @@ _FILTERS: dict[str, sql.SQL] = {
     "priority": sql.SQL("AND priority = ANY(%(priorities)s::task_priority[])"),
     "tag": sql.SQL("AND tags_lower @> lower_tags(%(tags)s::text[])"),
     "q": sql.SQL("AND (title ILIKE %(pattern)s OR description ILIKE %(pattern)s)"),
-    # The due bounds are written on {due}, the due_at expression of the index being scanned (the
-    # sort's own when sorting by due_at), so they bound its range instead of filtering every row.
+    # The due (remind) bounds are written on {due}, the due_at (remind_at) expression of the index
+    # being scanned (the sort's own when sorting by it), so they bound its range instead of
+    # filtering every row.
     "due_after": sql.SQL("AND {due} >= %(due_after)s"),
     "due_before": sql.SQL("AND {due} < %(due_before)s"),
-    # With a due bound, tasks without due_at never match: drop their +-infinity stand-ins.
+    "remind_after": sql.SQL("AND {due} >= %(remind_after)s"),
+    "remind_before": sql.SQL("AND {due} < %(remind_before)s"),
+    # With a bound, tasks without that timestamp never match: drop their +-infinity stand-ins.
     "has_due": sql.SQL("AND {due} > '-infinity'::timestamptz AND {due} < 'infinity'::timestamptz"),
 }
 _AFTER_ASC = sql.SQL("AND ({key}, id) > (%(after_key)s::{cast}, %(after_id)s)")
@@ -108,6 +117,8 @@ class ListQuery:
             or options["q"] is not None
             or options["due_after"] is not None
             or options["due_before"] is not None
+            # the due-reminders poll, sorted by remind_at, is one range scan of its index whatever the bound
+            or (self.sort.column != "remind_at" and (options["remind_after"] or options["remind_before"]))
         )
 
     def filters(self) -> tuple[sql.Composable, dict[str, Any]]:
@@ -125,13 +136,15 @@ class ListQuery:
         if options["q"] is not None:
             fragments.append(_FILTERS["q"])
             params["pattern"] = _like_pattern(options["q"])
-        bounds = [bound for bound in ("due_after", "due_before") if options[bound] is not None]
-        if bounds:
-            due = self.sort.expression if self.sort.column == "due_at" else _DUE_ASC
-            for bound in bounds:
-                fragments.append(_FILTERS[bound].format(due=due))
-                params[bound] = options[bound]
-            fragments.append(_FILTERS["has_due"].format(due=due))
+        for column, ascending in (("due_at", _DUE_ASC), ("remind_at", _REMIND_ASC)):
+            prefix = column.removesuffix("_at")
+            bounds = [bound for bound in (f"{prefix}_after", f"{prefix}_before") if options[bound] is not None]
+            if bounds:
+                due = self.sort.expression if self.sort.column == column else ascending
+                for bound in bounds:
+                    fragments.append(_FILTERS[bound].format(due=due))
+                    params[bound] = options[bound]
+                fragments.append(_FILTERS["has_due"].format(due=due))
         return sql.SQL(" ").join(fragments), params
 
     @cached_property  # a page both checks a cursor and makes one: work it out once
@@ -156,7 +169,7 @@ class CursorCodec:
 
     def encode(self, query: ListQuery, row: dict[str, Any]) -> str:
         key = row[query.sort.column]
-        if query.sort.column == "due_at" and key is None:
+        if query.sort.column in UNDATED_LAST and key is None:
             key = "-infinity" if query.sort.descending else "infinity"
         elif isinstance(key, datetime):
             key = key.isoformat()
@@ -199,7 +212,7 @@ def _sort_value(sort: SortKey, key: Any) -> Any:
             raise ValueError("NUL in a title")
         key.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
         return key
-    if sort.column == "due_at" and key in ("infinity", "-infinity"):
+    if sort.column in UNDATED_LAST and key in ("infinity", "-infinity"):
         return key
     moment = datetime.fromisoformat(key)
     if moment.tzinfo is None:

@@ -21,6 +21,7 @@ from flask import Blueprint, Response, current_app, render_template, send_from_d
 from marshmallow import fields, validate
 
 from .errors import not_found, refusal
+from .recurrence import MAX_RULE_LENGTH, zone_names
 from .schemas import (
     MAX_TAGS,
     PRIORITIES,
@@ -259,11 +260,28 @@ EXAMPLE_TASK = {
     "priority": "high",
     "tags": ["home", "errands"],
     "due_at": "2026-12-01T08:00:00Z",
+    "recurrence": "FREQ=WEEKLY;BYDAY=TU",
+    "timezone": "Europe/Berlin",
+    "remind_at": "2026-12-01T07:30:00Z",
+    "next_id": None,
     "created_at": "2026-11-20T10:15:00Z",
     "updated_at": "2026-11-20T10:15:00Z",
     "version": 1,
 }
-EXAMPLE_INPUT = {**EXAMPLE_TASK, "due_at": "2026-12-01T09:00:00+01:00"}
+EXAMPLE_INPUT = {**EXAMPLE_TASK, "due_at": "2026-12-01T09:00:00+01:00", "remind_at": "2026-12-01T08:30:00+01:00"}
+# What a JSON Schema can say of the recurrence fields; the rest (API.md §5) is in their descriptions.
+RECURRENCE = (
+    "An RFC 5545 RRULE (`RRULE:` prefix optional, case-insensitive), e.g. `FREQ=WEEKLY;BYDAY=MO,WE` or "
+    "`FREQ=MONTHLY;BYDAY=-1FR`. Parts: FREQ (DAILY, WEEKLY, MONTHLY, YEARLY; required), INTERVAL and COUNT "
+    "(1-1000), UNTIL (YYYYMMDD or YYYYMMDDTHHMMSSZ; not with COUNT), BYDAY (ordinals only with MONTHLY or "
+    "YEARLY), BYMONTHDAY, BYMONTH, BYSETPOS (beside another BY part), WKST; each at most once, at most 255 "
+    "characters. Needs a `due_at`, and must yield a date at or after it in `timezone`. Returned upper-cased, "
+    "parts in the order given. Completing the task creates its next occurrence (`meta.next_occurrence`)."
+)
+RULE_PATTERN = r"^(?:[Rr][Rr][Uu][Ll][Ee]:)?[A-Za-z]+=[A-Za-z0-9+,-]+(?:;[A-Za-z]+=[A-Za-z0-9+,-]+)*$"
+TIMEZONE = "IANA time zone whose wall clock the recurrence keeps, spelled as the tz database does (case-sensitive)."
+REMIND_AT = "When to remind the user; due when it has passed and the task is not completed."
+NEXT_ID = "The id of the occurrence created when this recurring task was completed; kept after that task is deleted."
 
 
 def _with_examples(schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
@@ -272,8 +290,20 @@ def _with_examples(schema: dict[str, Any], example: dict[str, Any]) -> dict[str,
     return schema
 
 
+def _describe_recurrence(properties: dict[str, Any]) -> None:
+    properties["recurrence"].update(description=RECURRENCE, maxLength=MAX_RULE_LENGTH + len("RRULE:"))
+    properties["timezone"].update(description=TIMEZONE, enum=sorted(zone_names()))
+    properties["remind_at"]["description"] = REMIND_AT
+    properties["recurrence"]["pattern"] = RULE_PATTERN
+    del properties["timezone"]["pattern"]
+
+
 def _add_schemas(spec: APISpec, converter: Any) -> None:
     task = _with_examples(converter.schema2jsonschema(TaskSchema), EXAMPLE_TASK)
+    task["properties"]["recurrence"]["description"] = RECURRENCE
+    task["properties"]["timezone"]["description"] = TIMEZONE
+    task["properties"]["remind_at"]["description"] = REMIND_AT
+    task["properties"]["next_id"].update(description=NEXT_ID, minimum=1, maximum=TASK_ID_MAX)
     task["required"] = sorted(task["properties"])
     task["additionalProperties"] = False
     task["properties"]["id"].update(minimum=1, maximum=TASK_ID_MAX)
@@ -284,6 +314,7 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
 
     task_input = _with_examples(converter.schema2jsonschema(TaskInputSchema(exclude=READ_ONLY_FIELDS)), EXAMPLE_INPUT)
     task_input["properties"]["tags"].update(default=[], maxItems=MAX_TAGS, description=TAGS)
+    _describe_recurrence(task_input["properties"])
     task_input["description"] = (
         "Every writable field; omitted ones take their defaults. Strings are trimmed where the rules say so "
         "(title, tags) and limits apply after trimming. Unknown and read-only fields are a 400."
@@ -292,6 +323,7 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
 
     task_patch = _with_examples(converter.schema2jsonschema(TaskPatchSchema(exclude=READ_ONLY_FIELDS)), EXAMPLE_INPUT)
     task_patch["properties"]["tags"].update(maxItems=MAX_TAGS, description=TAGS)
+    _describe_recurrence(task_patch["properties"])
     task_patch["minProperties"] = 1
     task_patch["description"] = "Only the fields to change, at least one. Unknown and read-only fields are a 400."
     spec.components.schema("TaskPatch", task_patch)
@@ -402,6 +434,22 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     error_envelope["required"].append("error")
     spec.components.schema("ErrorEnvelope", error_envelope)
     spec.components.schema("TaskEnvelope", _envelope("Task"))
+    spec.components.schema(
+        "WriteMeta",
+        {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "next_occurrence": {
+                    "$ref": "#/components/schemas/Task",
+                    "description": "The next occurrence of a recurring task, when this write completed it and "
+                    "so created one; absent otherwise.",
+                },
+            },
+            "required": ["request_id"],
+        },
+    )
+    spec.components.schema("TaskWriteEnvelope", _envelope("Task", meta="WriteMeta"))
     spec.components.schema("TaskListEnvelope", _envelope({"type": "array", "items": "Task"}, meta="ListMeta"))
     spec.components.schema("SyncEnvelope", _envelope("SyncChanges", meta="SyncMeta"))
     spec.components.schema(
@@ -561,8 +609,12 @@ LIST_PARAMETERS = {
     "q": "Case-insensitive substring of the title or the description.",
     "due_before": "Tasks due before this instant (tasks without `due_at` never match).",
     "due_after": "Tasks due at or after this instant (tasks without `due_at` never match).",
-    "sort": "Sort key, `-` for descending; ties broken by id in the same direction. Tasks without `due_at` come "
-    "last either way; `priority` sorts by rank (`none` < `low` < `medium` < `high`).",
+    "remind_before": "Tasks whose reminder is before this instant (tasks without `remind_at` never match). Due "
+    "reminders: `status=pending&remind_before=<now>&sort=remind_at`.",
+    "remind_after": "Tasks whose reminder is at or after this instant (tasks without `remind_at` never match).",
+    "sort": "Sort key, `-` for descending; ties broken by id in the same direction. Tasks without `due_at` (for "
+    "`remind_at`: without `remind_at`) come last either way; `priority` sorts by rank "
+    "(`none` < `low` < `medium` < `high`).",
     "limit": "Page size.",
     "cursor": "Opaque: `meta.next_cursor` of the previous page, with the same sort and filters.",
     "total": "`true` adds `meta.total`, the number of tasks matching the filters.",
@@ -602,11 +654,15 @@ def _errors(*statuses: int) -> dict[str, str]:
     return {str(status): names[status] for status in sorted(names)}
 
 
-def _task_answer(description: str, *, created: bool = False, links: dict[str, Any] | None = None) -> dict[str, Any]:
+def _task_answer(
+    description: str, *, created: bool = False, completes: bool = False, links: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`completes`: the write may complete a recurring task, so meta may carry `next_occurrence`."""
     headers: dict[str, str] = {"ETag": "ETag", "X-Request-ID": "X-Request-ID"}
     if created:
         headers["Location"] = "Location"
-    answer: dict[str, Any] = {"description": description, "headers": headers, "content": _json_content("TaskEnvelope")}
+    envelope = "TaskWriteEnvelope" if completes else "TaskEnvelope"
+    answer: dict[str, Any] = {"description": description, "headers": headers, "content": _json_content(envelope)}
     if links:
         answer["links"] = links
     return answer
@@ -696,7 +752,9 @@ def _add_task_paths(spec: APISpec) -> None:
                 "parameters": [*one_task, "If-Match"],
                 "requestBody": {"required": True, "content": _json_content("TaskInput")},
                 "responses": {
-                    "200": _task_answer("The task as replaced.", links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)),
+                    "200": _task_answer(
+                        "The task as replaced.", completes=True, links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)
+                    ),
                     **_errors(*BODY_ERRORS, 404, 412, *API_ERRORS),
                 },
             },
@@ -708,7 +766,9 @@ def _add_task_paths(spec: APISpec) -> None:
                 "parameters": [*one_task, "If-Match"],
                 "requestBody": {"required": True, "content": _json_content("TaskPatch")},
                 "responses": {
-                    "200": _task_answer("The task as changed.", links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)),
+                    "200": _task_answer(
+                        "The task as changed.", completes=True, links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)
+                    ),
                     **_errors(*BODY_ERRORS, 404, 412, *API_ERRORS),
                 },
             },
@@ -734,12 +794,19 @@ def _add_task_paths(spec: APISpec) -> None:
                 "operationId": "complete_task",
                 "summary": "Complete, reopen or toggle a task",
                 "description": 'Without a body, toggles `completed`; with `{"completed": bool}`, sets it. '
-                "`completed_at` changes only when `completed` flips; `version` goes up by one either way.",
+                "`completed_at` changes only when `completed` flips; `version` goes up by one either way. "
+                "Completing a recurring task (one with a `recurrence` and no `next_id`) creates its next "
+                "occurrence in the same transaction.",
                 "tags": tags,
                 "parameters": [*one_task, "If-Match"],
                 "requestBody": {"required": False, "content": _json_content("CompleteInput")},
                 "responses": {
-                    "200": _task_answer("The task.", links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)),
+                    "200": _task_answer(
+                        "The task; when this completed a recurring task, its new occurrence is in "
+                        "`meta.next_occurrence`.",
+                        completes=True,
+                        links=_links_to_task(*TASK_OPERATIONS, task_id=by_id),
+                    ),
                     **_errors(*BODY_ERRORS, 404, 412, *API_ERRORS),
                 },
             },

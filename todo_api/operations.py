@@ -12,14 +12,12 @@ from typing import Any
 from flask import current_app, url_for
 from marshmallow import ValidationError
 
-from . import idempotency, listing, tokens
+from . import idempotency, listing, occurrences, tokens
 from .db import Database, Row
 from .errors import ApiError, invalid, not_found
 from .schemas import dump_task
 
 log = logging.getLogger("todo_api.tasks")
-
-WRITABLE_FIELDS = ("title", "description", "completed", "priority", "tags", "due_at")
 
 
 @dataclass(frozen=True)
@@ -123,12 +121,22 @@ def get_task(user_id: str, task_id: int) -> Row:
 
 
 def update_task(
-    user_id: str, task_id: int, fields: dict[str, Any], expected_versions: list[int] | None = None
+    user_id: str,
+    task_id: int,
+    fields: dict[str, Any],
+    expected_versions: list[int] | None = None,
+    *,
+    partial: bool = True,
 ) -> Written:
-    """Set the loaded `fields` (all writable ones for a replace, some for a patch), if the version
-    is one of `expected_versions` (None: any). 404, 412."""
-    params = {field: fields.get(field) for field in WRITABLE_FIELDS}
-    params.update(user_id=user_id, task_id=task_id, fields=list(fields), expected_versions=expected_versions)
+    """Set the loaded `fields` (all writable ones for a replace, `partial=False`; some for a patch),
+    if the version is one of `expected_versions` (None: any). Completing a recurring task creates
+    its next occurrence (occurrences.py). 400 (a patch that leaves a rule §5 refuses), 404, 412."""
+    if occurrences.needs_stored_task(fields, partial=partial):
+        return _write_locked(user_id, task_id, fields, expected_versions, partial, "task.updated")
+    params = {field: fields.get(field) for field in occurrences.WRITABLE_FIELDS}
+    params.update(
+        user_id=user_id, task_id=task_id, fields=list(fields), expected_versions=expected_versions, next_id=None
+    )
     task = database().fetch_one("update_task", params)
     if task is None:
         raise _missing_or_moved(user_id, task_id, expected_versions)
@@ -136,10 +144,31 @@ def update_task(
     return Written(task)
 
 
+def _write_locked(
+    user_id: str,
+    task_id: int,
+    fields: dict[str, Any],
+    expected_versions: list[int] | None,
+    partial: bool,
+    event: str | None,
+) -> Written:
+    """A write that must see the stored task, in one transaction (occurrences.write); logs it as
+    `event` (None: completed or reopened, as it turned out) and the occurrence it created."""
+    with database().transaction() as run:
+        task, following = occurrences.write(run, user_id, task_id, fields, expected_versions, partial=partial)
+    _log_write(event or ("task.completed" if task["completed"] else "task.reopened"), user_id, task_id)
+    if following is not None:
+        _log_write("task.created", user_id, following["id"])
+    return Written(task, following)
+
+
 def complete_task(
     user_id: str, task_id: int, completed: bool | None, expected_versions: list[int] | None = None
 ) -> Written:
-    """Set `completed`, or toggle it when None, if the version still matches. 404, 412."""
+    """Set `completed`, or toggle it when None, if the version still matches; completing a recurring
+    task creates its next occurrence. 404, 412."""
+    if completed is not False:  # it may complete the task: see the stored one
+        return _write_locked(user_id, task_id, {"completed": completed}, expected_versions, True, None)
     task = database().fetch_one(
         "set_task_completed",
         {"user_id": user_id, "task_id": task_id, "completed": completed, "expected_versions": expected_versions},

@@ -22,6 +22,7 @@ QUERY_NAMES = (
     "insert_task",
     "get_task",
     "get_task_version",
+    "lock_task",
     "update_task",
     "set_task_completed",
     "delete_task",
@@ -97,8 +98,15 @@ def _etag(task: Row) -> str:
     return f'"{task["version"]}"'
 
 
-def _task_response(task: Row, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return json_response(dump_task(task), status, {"ETag": _etag(task), **(headers or {})})
+def _task_response(task: Row, status: int = 200, headers: dict[str, str] | None = None, **meta: Any) -> Response:
+    return json_response(dump_task(task), status, {"ETag": _etag(task), **(headers or {})}, **meta)
+
+
+def _written_response(written: operations.Written) -> Response:
+    """A write's response: the task, and the occurrence the write created in meta.next_occurrence."""
+    if written.next_occurrence is None:
+        return _task_response(written.task)
+    return _task_response(written.task, next_occurrence=dump_task(written.next_occurrence))
 
 
 @bp.get("")
@@ -152,7 +160,7 @@ def _weak_match(header: str, etag: str) -> bool:
 def replace_task(user_id: str, task_id: int) -> Response:
     """Replace every writable field (omitted ones take defaults). 200 with ETag; 400, 404, 412, 413, 415."""
     fields = _load(task_input, _json_body())
-    return _task_response(operations.update_task(user_id, task_id, fields, _expected_versions()).task)
+    return _written_response(operations.update_task(user_id, task_id, fields, _expected_versions(), partial=False))
 
 
 @bp.patch(f"/{TASK_ID}")
@@ -160,16 +168,17 @@ def replace_task(user_id: str, task_id: int) -> Response:
 def patch_task(user_id: str, task_id: int) -> Response:
     """Change only the fields given. 200 with ETag; 400, 404, 412, 413, 415."""
     fields = _load(task_patch, _json_body())
-    return _task_response(operations.update_task(user_id, task_id, fields, _expected_versions()).task)
+    return _written_response(operations.update_task(user_id, task_id, fields, _expected_versions()))
 
 
 @bp.patch(f"/{TASK_ID}/complete")
 @require_user
 def complete_task(user_id: str, task_id: int) -> Response:
-    """Toggle completed (no body) or set it ({"completed": bool}). 200 with ETag; 400, 404, 412, 415."""
+    """Toggle completed (no body) or set it ({"completed": bool}); completing a recurring task creates
+    its next occurrence (meta.next_occurrence). 200 with ETag; 400, 404, 412, 415."""
     body = _json_body(required=False)
     completed = None if body is NO_BODY else _load(complete_input, body)["completed"]
-    return _task_response(operations.complete_task(user_id, task_id, completed, _expected_versions()).task)
+    return _written_response(operations.complete_task(user_id, task_id, completed, _expected_versions()))
 
 
 @bp.delete(f"/{TASK_ID}")

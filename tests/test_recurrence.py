@@ -1,0 +1,415 @@
+"""todo_api.recurrence on its own: rules parsed as API.md §5 says, and next occurrences whose
+expected instants are written out here (worked out by hand from the calendar), not computed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from dateutil import rrule
+
+from todo_api.recurrence import (
+    RuleError,
+    _BoundedRule,
+    _SearchExhausted,
+    check_task_rule,
+    check_zone,
+    next_occurrence,
+    parse_rule,
+    zone_names,
+)
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def chain(rule: str, zone: str, due_at: str, completed_at: list[str]) -> list[tuple[str, str]]:
+    """Complete a task at each of `completed_at` in turn, each time the successor of the last."""
+    due, text, found = at(due_at), rule, []
+    for now in completed_at:
+        following = next_occurrence(parse_rule(text), due, zone, at(now))
+        if following is None:
+            found.append(("none", ""))
+            break
+        due, text = following.due_at, following.recurrence
+        found.append((due.isoformat(), text))
+    return found
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("FREQ=WEEKLY;BYDAY=MO,WE", "FREQ=WEEKLY;BYDAY=MO,WE"),
+        ("rrule:freq=weekly;byday=we,mo", "FREQ=WEEKLY;BYDAY=WE,MO"),
+        ("RRULE:BYDAY=-1FR;FREQ=MONTHLY", "BYDAY=-1FR;FREQ=MONTHLY"),
+        ("FREQ=YEARLY;BYDAY=+53MO;WKST=SU", "FREQ=YEARLY;BYDAY=+53MO;WKST=SU"),
+        ("FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1", "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1"),
+        ("FREQ=DAILY;UNTIL=20261231T235959Z", "FREQ=DAILY;UNTIL=20261231T235959Z"),
+        ("FREQ=DAILY;INTERVAL=1000;COUNT=1000", "FREQ=DAILY;INTERVAL=1000;COUNT=1000"),
+        ("FREQ=MONTHLY;BYMONTHDAY=-31,31;BYMONTH=12,1", "FREQ=MONTHLY;BYMONTHDAY=-31,31;BYMONTH=12,1"),
+    ],
+)
+def test_rules_are_upper_cased_with_parts_in_the_order_given(given, stored):
+    assert parse_rule(given).text == stored
+
+
+def test_255_characters_without_the_prefix_is_the_limit():
+    rule = "FREQ=MONTHLY;BYMONTHDAY=" + "1," * 115 + "1"
+    assert len(rule) == 255
+    assert parse_rule("RRULE:" + rule).text == rule
+    with pytest.raises(RuleError, match="255"):
+        parse_rule(rule + "1")
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "",
+        "FREQ=HOURLY",
+        "FREQ=DAILY;BYHOUR=9",
+        "DTSTART=20260101T000000Z;FREQ=DAILY",
+        "FREQ=DAILY;X-NAME=1",
+        "BYDAY=MO",  # no FREQ
+        "FREQ=DAILY;FREQ=DAILY",
+        "FREQ=DAILY;INTERVAL=2;INTERVAL=2",
+        "FREQ=DAILY;COUNT=2;UNTIL=20270101",
+        "FREQ=DAILY;INTERVAL=0",
+        "FREQ=DAILY;INTERVAL=1001",
+        "FREQ=DAILY;INTERVAL=1,2",
+        "FREQ=DAILY;INTERVAL=-1",
+        "FREQ=DAILY;COUNT=0",
+        "FREQ=DAILY;COUNT=1001",
+        "FREQ=DAILY;UNTIL=2026-01-01",
+        "FREQ=DAILY;UNTIL=20260230",
+        "FREQ=DAILY;UNTIL=20260101T000000",
+        "FREQ=WEEKLY;BYDAY=1MO",  # ordinals only with MONTHLY or YEARLY
+        "FREQ=DAILY;BYDAY=-1FR",
+        "FREQ=MONTHLY;BYDAY=6MO",
+        "FREQ=MONTHLY;BYDAY=0MO",
+        "FREQ=YEARLY;BYDAY=54MO",
+        "FREQ=YEARLY;BYDAY=-54MO",
+        "FREQ=WEEKLY;BYDAY=XX",
+        "FREQ=WEEKLY;BYDAY=",
+        "FREQ=MONTHLY;BYMONTHDAY=0",
+        "FREQ=MONTHLY;BYMONTHDAY=32",
+        "FREQ=MONTHLY;BYMONTHDAY=-32",
+        "FREQ=YEARLY;BYMONTH=13",
+        "FREQ=YEARLY;BYMONTH=0",
+        "FREQ=YEARLY;BYMONTH=-1",
+        "FREQ=MONTHLY;BYSETPOS=1",  # BYSETPOS alone
+        "FREQ=MONTHLY;BYDAY=MO;BYSETPOS=367",
+        "FREQ=MONTHLY;BYDAY=MO;BYSETPOS=0",
+        "FREQ=WEEKLY;WKST=XX",
+        "FREQ=DAILY;",
+        "FREQ=DAILY;;COUNT=2",
+        "FREQ=DAILY; COUNT=2",
+        "FREQ=DAILY;COUNT=99999999999999999999",
+        "FREQ=DAILY\x00",
+        "FREQ=DAILY;WK\u017ft=MO",  # the long s: its upper case is an ASCII "S"
+        "FREQ=" + "D" * 10_000,
+    ],
+)
+def test_rules_outside_the_contract_are_refused(rule):
+    with pytest.raises(RuleError):
+        parse_rule(rule)
+
+
+def test_every_accepted_part_is_a_known_part_and_others_are_named():
+    with pytest.raises(RuleError, match="BYHOUR is not a part"):
+        parse_rule("FREQ=DAILY;BYHOUR=9")
+    with pytest.raises(RuleError, match="COUNT is given twice"):
+        parse_rule("FREQ=DAILY;COUNT=1;COUNT=1")
+
+
+# -- zones -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["Europe/Berlin", "UTC", "US/Eastern", "Asia/Kathmandu", "America/Argentina/Buenos_Aires"]
+)
+def test_zone_names_as_the_tz_database_spells_them_are_accepted(name):
+    assert check_zone(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "europe/berlin",
+        "EUROPE/BERLIN",
+        "utc",
+        "posix/Europe/Berlin",
+        "right/Europe/Berlin",
+        "localtime",
+        "/usr/share/zoneinfo/Europe/Berlin",
+        "../../etc/passwd",
+        "Europe/../Europe/Berlin",
+        "Europe/Berlin\x00",
+        "",
+        "Mars/Olympus_Mons",
+        "E" * 10_000,
+    ],
+)
+def test_other_zone_names_are_refused(name):
+    with pytest.raises(RuleError):
+        check_zone(name)
+
+
+def test_zone_list_comes_from_tzdata_without_file_paths():
+    names = zone_names()
+    assert "Europe/Berlin" in names and "US/Eastern" in names
+    assert not any(name.startswith(("posix/", "right/")) or name == "localtime" for name in names)
+
+
+# -- a rule must yield a date at or after due_at ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "due_at", "zone"),
+    [
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "2026-01-01T09:00:00+00:00", "UTC"),
+        ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=31", "2026-01-01T09:00:00+00:00", "UTC"),
+        ("FREQ=MONTHLY;BYMONTH=4;BYMONTHDAY=31", "2026-01-01T09:00:00+00:00", "UTC"),
+        ("FREQ=DAILY;UNTIL=20251231", "2026-01-01T09:00:00+00:00", "UTC"),
+        ("FREQ=DAILY;UNTIL=20260101T085959Z", "2026-01-01T09:00:00+00:00", "UTC"),
+        ("FREQ=MONTHLY;BYDAY=MO;BYSETPOS=6", "2026-01-01T09:00:00+00:00", "UTC"),
+    ],
+)
+def test_a_rule_with_no_date_at_or_after_due_at_is_refused(rule, due_at, zone):
+    with pytest.raises(RuleError, match="no date"):
+        check_task_rule(parse_rule(rule), at(due_at), zone)
+
+
+@pytest.mark.parametrize(
+    ("rule", "due_at", "zone"),
+    [
+        ("FREQ=DAILY;COUNT=1", "2026-01-01T09:00:00+00:00", "UTC"),
+        ("FREQ=WEEKLY;BYDAY=MO", "2026-01-06T09:00:00+00:00", "UTC"),  # due on a Tuesday: next Monday
+        ("FREQ=DAILY;UNTIL=20260101T090000Z", "2026-01-01T09:00:00+00:00", "UTC"),  # UNTIL is inclusive
+        ("FREQ=DAILY;UNTIL=20260101", "2026-01-01T22:30:00+00:00", "America/New_York"),
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO", "2026-01-01T09:00:00+00:00", "UTC"),  # 2044
+    ],
+)
+def test_a_rule_with_a_date_at_or_after_due_at_is_accepted(rule, due_at, zone):
+    check_task_rule(parse_rule(rule), at(due_at), zone)
+
+
+def test_the_walk_through_periods_that_yield_nothing_is_bounded():
+    walk = _BoundedRule(rrule.DAILY, dtstart=datetime(2026, 1, 1), bymonth=2, bymonthday=30, budget=48)
+    with pytest.raises(_SearchExhausted):
+        next(iter(walk))
+
+
+# -- next occurrences ------------------------------------------------------------------------------
+
+
+def test_daily_0900_berlin_keeps_its_wall_clock_across_the_spring_change():
+    # 2026-03-29 is the last Sunday of March: CET (+01) becomes CEST (+02).
+    found = chain(
+        "FREQ=DAILY",
+        "Europe/Berlin",
+        "2026-03-28T09:00:00+01:00",
+        ["2026-03-28T10:00:00+00:00", "2026-03-29T10:00:00+00:00"],
+    )
+    assert [due for due, _ in found] == ["2026-03-29T07:00:00+00:00", "2026-03-30T07:00:00+00:00"]
+
+
+def test_daily_0900_berlin_keeps_its_wall_clock_across_the_autumn_change():
+    # 2026-10-25 is the last Sunday of October: CEST (+02) becomes CET (+01).
+    found = chain(
+        "FREQ=DAILY",
+        "Europe/Berlin",
+        "2026-10-24T09:00:00+02:00",
+        ["2026-10-24T10:00:00+00:00", "2026-10-25T10:00:00+00:00"],
+    )
+    assert [due for due, _ in found] == ["2026-10-25T08:00:00+00:00", "2026-10-26T08:00:00+00:00"]
+
+
+def test_0230_on_the_spring_forward_day_takes_the_offset_before_the_gap_and_keeps_the_moved_time():
+    # 02:30 does not exist in Berlin on 2026-03-29; with +01 it is 01:30Z (03:30 CEST), and the
+    # successor runs from its own due_at (03:30 local) from then on.
+    found = chain(
+        "FREQ=DAILY",
+        "Europe/Berlin",
+        "2026-03-28T02:30:00+01:00",
+        ["2026-03-28T02:00:00+00:00", "2026-03-29T02:00:00+00:00"],
+    )
+    assert [due for due, _ in found] == ["2026-03-29T01:30:00+00:00", "2026-03-30T01:30:00+00:00"]
+
+
+def test_a_time_in_the_repeated_autumn_hour_is_the_first_of_the_two():
+    # Berlin repeats 02:00-03:00 on 2026-10-25: 02:30 is first +02 (00:30Z), then +01 (01:30Z).
+    found = chain("FREQ=DAILY", "Europe/Berlin", "2026-10-24T02:30:00+02:00", ["2026-10-24T01:00:00+00:00"])
+    assert found[0][0] == "2026-10-25T00:30:00+00:00"
+    # New York repeats 01:00-02:00 on 2026-11-01: 01:30 is first -04 (05:30Z), then -05 (06:30Z).
+    found = chain(
+        "FREQ=DAILY",
+        "America/New_York",
+        "2026-10-31T01:30:00-04:00",
+        ["2026-10-31T06:00:00+00:00", "2026-11-01T07:00:00+00:00"],
+    )
+    assert [due for due, _ in found] == ["2026-11-01T05:30:00+00:00", "2026-11-02T06:30:00+00:00"]
+
+
+def test_bymonthday_31_skips_months_without_a_31st():
+    found = chain(
+        "FREQ=MONTHLY;BYMONTHDAY=31",
+        "UTC",
+        "2026-01-31T10:00:00+00:00",
+        ["2026-01-31T11:00:00+00:00", "2026-03-31T11:00:00+00:00"],
+    )
+    assert [due for due, _ in found] == ["2026-03-31T10:00:00+00:00", "2026-05-31T10:00:00+00:00"]
+
+
+def test_bymonthday_minus_1_is_the_last_day_of_every_month():
+    found = chain(
+        "FREQ=MONTHLY;BYMONTHDAY=-1",
+        "UTC",
+        "2026-01-31T10:00:00+00:00",
+        ["2026-01-31T11:00:00+00:00", "2026-02-28T11:00:00+00:00", "2026-03-31T11:00:00+00:00"],
+    )
+    assert [due for due, _ in found] == [
+        "2026-02-28T10:00:00+00:00",
+        "2026-03-31T10:00:00+00:00",
+        "2026-04-30T10:00:00+00:00",
+    ]
+    leap = chain("FREQ=MONTHLY;BYMONTHDAY=-1", "UTC", "2028-01-31T10:00:00+00:00", ["2028-01-31T11:00:00+00:00"])
+    assert leap[0][0] == "2028-02-29T10:00:00+00:00"
+
+
+def test_yearly_on_february_29_comes_back_in_the_next_leap_year():
+    found = chain("FREQ=YEARLY", "UTC", "2028-02-29T12:00:00+00:00", ["2028-02-29T13:00:00+00:00"])
+    assert found[0][0] == "2032-02-29T12:00:00+00:00"
+
+
+def test_last_friday_of_each_month():
+    found = chain(
+        "FREQ=MONTHLY;BYDAY=-1FR",
+        "UTC",
+        "2026-01-30T09:00:00+00:00",
+        ["2026-01-30T10:00:00+00:00", "2026-02-27T10:00:00+00:00"],
+    )
+    assert [due for due, _ in found] == ["2026-02-27T09:00:00+00:00", "2026-03-27T09:00:00+00:00"]
+
+
+def test_every_other_week_on_tuesday_and_thursday():
+    # Weeks start on Monday: 2026-01-05 (on), 01-12 (off), 01-19 (on).
+    found = chain(
+        "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH",
+        "UTC",
+        "2026-01-06T08:00:00+00:00",
+        ["2026-01-06T09:00:00+00:00", "2026-01-08T09:00:00+00:00", "2026-01-20T09:00:00+00:00"],
+    )
+    assert [due for due, _ in found] == [
+        "2026-01-08T08:00:00+00:00",
+        "2026-01-20T08:00:00+00:00",
+        "2026-01-22T08:00:00+00:00",
+    ]
+    # Completed in the off week: the next one is in the next on week, not the off week.
+    late = chain(
+        "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH", "UTC", "2026-01-06T08:00:00+00:00", ["2026-01-14T12:00:00+00:00"]
+    )
+    assert late[0][0] == "2026-01-20T08:00:00+00:00"
+
+
+def test_count_counts_the_occurrences_left_down_to_the_last():
+    found = chain(
+        "FREQ=DAILY;COUNT=3",
+        "UTC",
+        "2026-05-01T09:00:00+00:00",
+        ["2026-05-01T10:00:00+00:00", "2026-05-02T10:00:00+00:00", "2026-05-03T10:00:00+00:00"],
+    )
+    assert found == [
+        ("2026-05-02T09:00:00+00:00", "FREQ=DAILY;COUNT=2"),
+        ("2026-05-03T09:00:00+00:00", "FREQ=DAILY;COUNT=1"),
+        ("none", ""),
+    ]
+
+
+def test_a_date_only_until_runs_to_the_end_of_that_day_in_the_tasks_zone():
+    # 22:00 in New York (-04) is 02:00Z the next day: May 3rd's occurrence is within UNTIL=20260503.
+    found = chain(
+        "FREQ=DAILY;UNTIL=20260503",
+        "America/New_York",
+        "2026-05-02T22:00:00-04:00",
+        ["2026-05-03T03:00:00+00:00", "2026-05-04T03:00:00+00:00"],
+    )
+    assert found == [("2026-05-04T02:00:00+00:00", "FREQ=DAILY;UNTIL=20260503"), ("none", "")]
+
+
+def test_a_date_time_until_is_an_inclusive_utc_instant():
+    inclusive = chain(
+        "FREQ=DAILY;UNTIL=20260504T020000Z",
+        "America/New_York",
+        "2026-05-02T22:00:00-04:00",
+        ["2026-05-03T03:00:00+00:00"],
+    )
+    assert inclusive[0][0] == "2026-05-04T02:00:00+00:00"
+    past = chain(
+        "FREQ=DAILY;UNTIL=20260504T015959Z",
+        "America/New_York",
+        "2026-05-02T22:00:00-04:00",
+        ["2026-05-03T03:00:00+00:00"],
+    )
+    assert past == [("none", "")]
+
+
+def test_an_overdue_task_continues_after_now_without_a_backlog_and_skipped_days_do_not_count():
+    # Due 2026-06-01 09:00 Berlin (07:00Z), completed three days later at 12:00Z.
+    found = chain("FREQ=DAILY;COUNT=5", "Europe/Berlin", "2026-06-01T09:00:00+02:00", ["2026-06-04T12:00:00+00:00"])
+    assert found == [("2026-06-05T07:00:00+00:00", "FREQ=DAILY;COUNT=4")]
+    # Completed late but before that day's 09:00: that same day's occurrence is next.
+    early = chain("FREQ=DAILY", "Europe/Berlin", "2026-06-01T09:00:00+02:00", ["2026-06-04T06:00:00+00:00"])
+    assert early[0][0] == "2026-06-04T07:00:00+00:00"
+
+
+def test_an_overdue_task_from_decades_ago_is_found_without_walking_the_decades():
+    found = chain("FREQ=DAILY", "UTC", "1970-01-01T09:00:00+00:00", ["2026-06-04T12:00:00+00:00"])
+    assert found[0][0] == "2026-06-05T09:00:00+00:00"
+
+
+def test_zones_with_half_and_three_quarter_hour_offsets():
+    kolkata = chain("FREQ=DAILY", "Asia/Kolkata", "2026-01-10T09:00:00+05:30", ["2026-01-10T04:00:00+00:00"])
+    assert kolkata[0][0] == "2026-01-11T03:30:00+00:00"
+    kathmandu = chain("FREQ=WEEKLY", "Asia/Kathmandu", "2026-01-10T09:00:00+05:45", ["2026-01-10T04:00:00+00:00"])
+    assert kathmandu[0][0] == "2026-01-17T03:15:00+00:00"
+
+
+def test_a_zone_keeps_the_wall_clock_a_utc_offset_would_lose():
+    # The same instant as the Berlin task above, but in UTC: 08:00Z every day, DST or not.
+    found = chain("FREQ=DAILY", "UTC", "2026-03-28T08:00:00+00:00", ["2026-03-28T10:00:00+00:00"])
+    assert found[0][0] == "2026-03-29T08:00:00+00:00"
+
+
+def test_microseconds_of_due_at_are_kept():
+    found = chain("FREQ=DAILY", "UTC", "2026-01-01T09:00:00.123456+00:00", ["2026-01-01T10:00:00+00:00"])
+    assert found[0][0] == "2026-01-02T09:00:00.123456+00:00"
+
+
+def test_the_year_9999_ends_the_rule_without_an_error():
+    found = chain("FREQ=YEARLY", "UTC", "9999-06-01T09:00:00+00:00", ["9999-06-01T10:00:00+00:00"])
+    assert found == [("none", "")]
+    assert (
+        next_occurrence(
+            parse_rule("FREQ=DAILY"),
+            at("9999-12-31T23:00:00+00:00"),
+            "Pacific/Kiritimati",
+            at("9999-12-31T23:30:00+00:00"),
+        )
+        is None
+    )
+    assert (
+        next_occurrence(
+            parse_rule("FREQ=DAILY"), at("9999-12-31T12:00:00+00:00"), "UTC", at("9999-12-31T12:00:00+00:00")
+        )
+        is None
+    )
+    assert (
+        next_occurrence(
+            parse_rule("FREQ=DAILY"), at("9999-12-30T12:00:00+00:00"), "UTC", at("9999-12-30T13:00:00+00:00")
+        )
+        is not None
+    )

@@ -1,0 +1,96 @@
+"""Writes that must see the stored task (API.md §5): a PATCH of a recurrence's fields, checked as
+the task it leaves, and a completion, which creates the next occurrence of a recurring task.
+
+Both run in one transaction that locks the task first (`lock_task`, SELECT ... FOR UPDATE): the
+check and the write see the same row, and of two requests completing one task at the same moment
+the second waits, then finds `next_id` set and creates nothing. The successor is inserted before
+the completed task is written, so the task's version goes up once, with `next_id` in that write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from . import recurrence
+from .db import Row, Runner
+from .errors import ApiError, not_found, validation_error
+from .schemas import recurrence_errors
+
+WRITABLE_FIELDS = (
+    "title",
+    "description",
+    "completed",
+    "priority",
+    "tags",
+    "due_at",
+    "recurrence",
+    "timezone",
+    "remind_at",
+)
+RULE_FIELDS = frozenset(("recurrence", "due_at", "timezone"))
+COPIED_FIELDS = ("user_id", "title", "description", "priority", "tags", "timezone")
+
+
+def needs_stored_task(fields: Mapping[str, Any], *, partial: bool) -> bool:
+    """Whether a write must lock and read the task first: it may complete it (`completed` true, or
+    None for a toggle), or it is a PATCH (`partial`) of a field the recurrence rules span."""
+    return fields.get("completed", False) is not False or (partial and not RULE_FIELDS.isdisjoint(fields))
+
+
+def write(
+    run: Runner,
+    user_id: str,
+    task_id: int,
+    fields: Mapping[str, Any],
+    expected_versions: list[int] | None,
+    *,
+    partial: bool,
+    now: datetime | None = None,
+) -> tuple[Row, Row | None]:
+    """Write `fields` (`completed: None` toggles) to a locked task; returns it as written and the
+    occurrence the write created (or None). Raises 404, 412, or a 400 when a PATCH would leave a
+    recurrence its §5 rules refuse; PUT and POST bodies are checked by the schema."""
+    stored = run.fetch_one("lock_task", {"user_id": user_id, "task_id": task_id})
+    if stored is None:
+        raise not_found()
+    if expected_versions is not None and stored["version"] not in expected_versions:
+        raise ApiError(412)
+    if "completed" in fields and fields["completed"] is None:
+        fields = {**fields, "completed": not stored["completed"]}
+    task = {**stored, **fields}
+    if partial and not RULE_FIELDS.isdisjoint(fields) and (errors := recurrence_errors(task, fields)):
+        raise validation_error(errors)
+    successor = None
+    if task["completed"] and not stored["completed"] and task["recurrence"] and stored["next_id"] is None:
+        successor = _insert_successor(run, task, now or datetime.now(UTC))
+    params = {field: fields.get(field) for field in WRITABLE_FIELDS}
+    params.update(
+        user_id=user_id,
+        task_id=task_id,
+        fields=list(fields),
+        expected_versions=None,  # checked above, on the locked row
+        next_id=successor["id"] if successor else None,
+    )
+    written = run.fetch_one("update_task", params)
+    assert written is not None  # the row is locked: it is still there
+    return written, successor
+
+
+def _insert_successor(run: Runner, task: Row, now: datetime) -> Row | None:
+    """Insert the next occurrence of a task being completed (API.md §5), or None if the rule has ended."""
+    following = recurrence.next_occurrence(
+        recurrence.parse_rule(task["recurrence"]), task["due_at"], task["timezone"], now
+    )
+    if following is None:
+        return None
+    remind_at = None
+    if task["remind_at"] is not None:
+        try:  # the same time ahead of its due_at; none if that falls outside the years 1-9999
+            remind_at = following.due_at - (task["due_at"] - task["remind_at"])
+        except OverflowError:
+            remind_at = None
+    params = {field: task[field] for field in COPIED_FIELDS}
+    params.update(completed=False, due_at=following.due_at, recurrence=following.recurrence, remind_at=remind_at)
+    return run.fetch_one("insert_task", params)
