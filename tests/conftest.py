@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 import psycopg
@@ -38,6 +39,11 @@ def migrate_all(url: str) -> None:
         backend.rollback_migrations(backend.to_rollback(migrations))
         backend.apply_migrations(backend.to_apply(migrations))
     backend.connection.close()
+
+
+def sibling_url(url: str, database: str) -> str:
+    """The URL of another database on the same server (through the same PgBouncer, if any)."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + database))
 
 
 @pytest.fixture(scope="session")

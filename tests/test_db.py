@@ -6,8 +6,10 @@ import os
 
 import psycopg
 import pytest
+from conftest import SECRET, connect, sibling_url
 from psycopg import sql
 
+from todo_api import cli
 from todo_api.db import Database
 
 SETTING = sql.SQL(
@@ -86,3 +88,66 @@ def test_a_transaction_prepares_nothing(database):
             assert run.fetch_one(statement, {"n": n}) == {"n": n}
     with database.pool.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone() == {"n": 0}
+
+
+# Where the timeout and UTC are the role's defaults in the database (todo-api set-db-defaults), no
+# transaction sets them, and they still hold: PgBouncer runs this file again in transaction mode
+# (tests/test_pgbouncer.py), where only such defaults reach every server connection.
+
+SOURCE = sql.SQL(
+    "SELECT current_setting('statement_timeout') AS timeout, current_setting('TimeZone') AS zone, "
+    "(SELECT source FROM pg_settings WHERE name = 'statement_timeout') AS source"
+)
+SLEEP = sql.SQL("SELECT pg_sleep(2)")
+
+
+@pytest.fixture(scope="module")
+def defaults_url(database_url):
+    """A database where this role's defaults are a 300 ms timeout and UTC, set by the operator's command."""
+    with connect(database_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'todo_db_defaults'").fetchone() is None:
+            conn.execute("CREATE DATABASE todo_db_defaults")
+    url = sibling_url(database_url, "todo_db_defaults")
+    env = {"DATABASE_URL": url, "DB_STATEMENT_TIMEOUT_MS": "300", "BETTER_AUTH_SECRET": SECRET}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        assert cli.main(["set-db-defaults"]) == 0
+    return url
+
+
+def open_database(url: str, statement_timeout_ms: int) -> Database:
+    prepared = os.environ.get("DB_PREPARED_STATEMENTS", "true") != "false"
+    return Database(
+        url, min_size=1, max_size=2, timeout=2, statement_timeout_ms=statement_timeout_ms, prepared_statements=prepared
+    )
+
+
+def test_where_the_defaults_match_no_transaction_sets_them_and_the_timeout_still_holds(defaults_url):
+    db = open_database(defaults_url, 300)
+    try:
+        expected = {"timeout": "300ms", "zone": "UTC", "source": "database user"}  # not "session": no SET LOCAL
+        assert db.fetch_one(SOURCE, {}) == expected
+        assert db.settings_are_defaults is True
+        with db.transaction() as run:
+            assert run.fetch_one(SOURCE, {}) == expected
+        for _ in range(2):  # on each pooled connection, the statement is cancelled at 300 ms
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                db.fetch_one(SLEEP, {})
+        with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as run:
+            run.fetch_one(SLEEP, {})
+    finally:
+        db.close()
+
+
+def test_where_the_defaults_differ_each_transaction_sets_the_timeout_and_it_holds(defaults_url):
+    db = open_database(defaults_url, 250)
+    try:
+        assert db.fetch_one(SOURCE, {}) == {"timeout": "250ms", "zone": "UTC", "source": "session"}
+        assert db.settings_are_defaults is False
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            db.fetch_one(SLEEP, {})
+        with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as run:
+            run.fetch_one(SLEEP, {})
+    finally:
+        db.close()

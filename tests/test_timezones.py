@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from conftest import Api, connect, make_settings, migrate_all
+from conftest import Api, connect, make_settings, migrate_all, sibling_url
 from psycopg import sql
 
 from todo_api import create_app
@@ -29,11 +28,6 @@ EXTREMES = {
     "9999-12-31T23:30:00Z": "9999-12-31T23:30:00Z",
     "9999-12-31T23:59:59.999999Z": "9999-12-31T23:59:59.999999Z",
 }
-
-
-def sibling_url(url: str, database: str) -> str:
-    """The URL of another database on the same server (through the same PgBouncer, if any)."""
-    return urlunsplit(urlsplit(url)._replace(path="/" + database))
 
 
 @pytest.fixture(scope="module", params=["Europe/Berlin", "America/Los_Angeles"], ids=["east", "west"])

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import jwt
 import psycopg
+from psycopg import sql
 
 from .config import ConfigError, load_settings
+from .db import defaults_hold
 from .embedded import EmbeddedPostgres
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +72,25 @@ def rollback(count: int) -> int:
         latest = backend.to_rollback(migrations)[:count]
         backend.rollback_migrations(latest)
     return len(latest)
+
+
+def set_db_defaults() -> str:
+    """Make DB_STATEMENT_TIMEOUT_MS and TimeZone UTC the defaults of this role in this database, so
+    that every new server connection starts with them (behind PgBouncer too) and the service need not
+    set them in each transaction (db.py). Returns the database's name. Takes effect on new connections."""
+    timeout_ms = load_settings().db_statement_timeout_ms
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        alter = "ALTER ROLE CURRENT_USER IN DATABASE {} SET {} = {}"
+        for name, value in (("statement_timeout", timeout_ms), ("TimeZone", "UTC")):
+            conn.execute(sql.SQL(alter).format(sql.Identifier(database), sql.Identifier(name), sql.Literal(value)))
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        if not defaults_hold(conn, timeout_ms):
+            raise CommandError(
+                "the defaults were set, but a new connection does not start with them: check that neither "
+                "DATABASE_URL's options nor PGOPTIONS set statement_timeout or TimeZone"
+            )
+    return database
 
 
 # --- tokens ----------------------------------------------------------------------------------
@@ -231,6 +252,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply pending migrations")
     rollback_cmd = commands.add_parser("rollback", help="roll back the latest migrations")
     rollback_cmd.add_argument("--count", type=int, default=1)
+    commands.add_parser(
+        "set-db-defaults",
+        help="make DB_STATEMENT_TIMEOUT_MS and UTC this role's defaults in this database (saves work per request)",
+    )
 
     seed_cmd = commands.add_parser("seed", help="fill the database with sample tasks and print tokens")
     seed_cmd.add_argument("--users", type=int, default=3)
@@ -251,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{migrate()} migration(s) applied")
         elif args.command == "rollback":
             print(f"{rollback(args.count)} migration(s) rolled back")
+        elif args.command == "set-db-defaults":
+            print(f"statement_timeout and TimeZone are now this role's defaults in database {set_db_defaults()}")
         elif args.command == "seed":
             for user_id in seed(args.users, args.tasks):
                 print(f"{user_id}\t{make_token(user_id, timedelta(hours=24))}")

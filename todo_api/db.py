@@ -8,6 +8,11 @@ which psycopg cannot read back (and west of UTC, 0001-01-01T00:00:00Z falls in 1
 
 - `fetch_one` / `fetch_all` run one statement in one round trip: the timeout and the statement go
   out together in a pipeline and form one implicit transaction, committed at its Sync.
+- Where the database's or role's own defaults already are that timeout and UTC (`todo-api
+  set-db-defaults` makes them so), the statement goes out alone: every server connection starts
+  with those defaults, behind PgBouncer too, so setting them again per transaction is wasted work
+  (~75 us of client CPU a request). Each new pooled connection checks them (`defaults_hold`); the
+  first one that does not match puts this pool back on the per-transaction settings for good.
 - `transaction()` is for work of several statements that depend on each other: BEGIN with the
   timeout, the statements, then COMMIT as the `with` block ends.
 """
@@ -26,7 +31,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("todo_api.db")
@@ -99,6 +104,10 @@ class Database:
         self._local_settings = sql.SQL(
             "SELECT set_config('statement_timeout', {}, true), set_config('TimeZone', 'UTC', true)"
         ).format(sql.Literal(str(statement_timeout_ms)))
+        self.statement_timeout_ms = statement_timeout_ms
+        # None until a connection has been checked; True while every checked one starts with the
+        # settings as defaults (no per-transaction settings then); False for good after one that does not.
+        self.settings_are_defaults: bool | None = None
         # DB_PREPARED_STATEMENTS=false: never prepare. Otherwise prepare until the first sign of a
         # pooler that cannot carry prepared statements (see _stop_preparing).
         self._prepare_threshold: int | None = PREPARE_THRESHOLD if prepared_statements else None
@@ -151,10 +160,21 @@ class Database:
             self._pool.check()
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        """A new connection prepares statements while this pool does, under names of its own."""
+        """A new connection prepares statements while this pool does, under names of its own, and
+        tells whether it starts with the timeout and UTC as defaults."""
         if not _number_prepared_statements_uniquely(conn):
             self._prepare_threshold = None
         conn.prepare_threshold = self._prepare_threshold
+        holds = defaults_hold(conn, self.statement_timeout_ms)
+        with self._lock:
+            was = self.settings_are_defaults
+            self.settings_are_defaults = holds and was is not False
+        if not holds and was is not False:  # said once per pool
+            log.info(
+                "the database's defaults are not DB_STATEMENT_TIMEOUT_MS and UTC: each transaction sets them "
+                "(todo-api set-db-defaults makes them the defaults and saves that work)",
+                extra={"event": "db.settings_per_transaction"},
+            )
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Row]]:
@@ -176,7 +196,10 @@ class Database:
         """
         with self._connection() as conn, conn.cursor() as cur:
             conn.prepare_threshold = None
-            cur.execute(self._begin_one_snapshot if one_snapshot else self._begin)
+            if self.settings_are_defaults:
+                cur.execute(BEGIN_ONE_SNAPSHOT if one_snapshot else BEGIN)
+            else:
+                cur.execute(self._begin_one_snapshot if one_snapshot else self._begin)
             try:
                 yield Runner(cur, self.queries)
             except BaseException:
@@ -200,7 +223,11 @@ class Database:
             yield cur
 
     def _pipeline(self, cur: Cursor, statement: sql.Composable, params: Params, prepare: bool | None) -> None:
-        """The settings and the statement in one implicit transaction: both run or neither does."""
+        """The settings and the statement in one implicit transaction: both run or neither does.
+        The statement alone where they are the connection's defaults already."""
+        if self.settings_are_defaults:
+            cur.execute(statement, params, prepare=prepare)
+            return
         with cur.connection.pipeline():
             cur.execute(self._local_settings)
             cur.execute(statement, params, prepare=prepare)
@@ -232,6 +259,39 @@ class Database:
 
     def ping(self) -> None:
         self.fetch_all(sql.SQL("SELECT 1"), {})
+
+
+BEGIN = sql.SQL("BEGIN")
+BEGIN_ONE_SNAPSHOT = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+# Where a setting's value comes from (pg_settings.source): these hold for every new server connection
+# of the role and database, so also for each transaction PgBouncer hands to any of them. A value set
+# by the client ("client": options=-c, which PgBouncer does not pass on) or in a session does not.
+EVERY_CONNECTION = (
+    "default",
+    "environment variable",
+    "configuration file",
+    "command line",
+    "database",
+    "user",
+    "database user",
+)
+UTC_NAMES = ("UTC", "Etc/UTC")
+
+
+def defaults_hold(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> bool:
+    """Whether every server connection of this role and database starts with `statement_timeout_ms`
+    and TimeZone UTC, judged on `conn` (fresh, in autocommit mode)."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SELECT name, setting, source FROM pg_settings WHERE name IN ('statement_timeout', 'TimeZone')")
+        found = {name: (setting, source) for name, setting, source in cur.fetchall()}
+    timeout, timeout_source = found["statement_timeout"]
+    zone, zone_source = found["TimeZone"]
+    return (
+        timeout == str(statement_timeout_ms)
+        and zone in UTC_NAMES
+        and timeout_source in EVERY_CONNECTION
+        and zone_source in EVERY_CONNECTION
+    )
 
 
 def _number_prepared_statements_uniquely(conn: psycopg.Connection[Any]) -> bool:
