@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import psycopg
 import pytest
@@ -10,7 +11,7 @@ from conftest import SECRET, connect, sibling_url
 from psycopg import sql
 
 from todo_api import cli
-from todo_api.db import Database
+from todo_api.db import Database, defaults_hold
 
 SETTING = sql.SQL(
     "SELECT current_setting('statement_timeout') AS timeout, current_setting('transaction_isolation') AS isolation, "
@@ -103,17 +104,31 @@ SLEEP = sql.SQL("SELECT pg_sleep(2)")
 
 @pytest.fixture(scope="module")
 def defaults_url(database_url):
-    """A database where this role's defaults are a 300 ms timeout and UTC, set by the operator's command."""
+    """A database where this role's defaults are a 300 ms timeout and UTC, set by the operator's command,
+    and every server connection to it opened since (as PgBouncer's RECONNECT would)."""
     with connect(database_url, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'todo_db_defaults'").fetchone() is None:
             conn.execute("CREATE DATABASE todo_db_defaults")
+            # before any connection to it: PgBouncer gives each client the TimeZone of its first one
+            conn.execute("ALTER DATABASE todo_db_defaults SET TimeZone = 'UTC'")
     url = sibling_url(database_url, "todo_db_defaults")
     env = {"DATABASE_URL": url, "DB_STATEMENT_TIMEOUT_MS": "300", "BETTER_AUTH_SECRET": SECRET}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
         assert cli.main(["set-db-defaults"]) == 0
-    return url
+    with connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'todo_db_defaults'")
+    deadline = time.monotonic() + 5
+    while True:  # PgBouncer, if any, notices its closed server connections and opens new ones
+        try:
+            with connect(url, autocommit=True) as conn:
+                if defaults_hold(conn, 300):
+                    return url
+        except psycopg.OperationalError:
+            pass
+        assert time.monotonic() < deadline, "a new connection does not start with the defaults"
+        time.sleep(0.1)
 
 
 def open_database(url: str, statement_timeout_ms: int) -> Database:

@@ -74,10 +74,11 @@ def rollback(count: int) -> int:
     return len(latest)
 
 
-def set_db_defaults() -> str:
+def set_db_defaults() -> tuple[str, bool]:
     """Make DB_STATEMENT_TIMEOUT_MS and TimeZone UTC the defaults of this role in this database, so
     that every new server connection starts with them (behind PgBouncer too) and the service need not
-    set them in each transaction (db.py). Returns the database's name. Takes effect on new connections."""
+    set them in each transaction (db.py). Returns the database's name, and whether a new connection
+    starts with them now (not yet behind a pooler whose server connections are older than this)."""
     timeout_ms = load_settings().db_statement_timeout_ms
     with psycopg.connect(_database_url(), autocommit=True) as conn:
         database = conn.execute("SELECT current_database()").fetchone()[0]
@@ -85,12 +86,7 @@ def set_db_defaults() -> str:
         for name, value in (("statement_timeout", timeout_ms), ("TimeZone", "UTC")):
             conn.execute(sql.SQL(alter).format(sql.Identifier(database), sql.Identifier(name), sql.Literal(value)))
     with psycopg.connect(_database_url(), autocommit=True) as conn:
-        if not defaults_hold(conn, timeout_ms):
-            raise CommandError(
-                "the defaults were set, but a new connection does not start with them: check that neither "
-                "DATABASE_URL's options nor PGOPTIONS set statement_timeout or TimeZone"
-            )
-    return database
+        return database, defaults_hold(conn, timeout_ms)
 
 
 # --- tokens ----------------------------------------------------------------------------------
@@ -277,7 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "rollback":
             print(f"{rollback(args.count)} migration(s) rolled back")
         elif args.command == "set-db-defaults":
-            print(f"statement_timeout and TimeZone are now this role's defaults in database {set_db_defaults()}")
+            database, holding = set_db_defaults()
+            print(f"statement_timeout and TimeZone are now this role's defaults in database {database}")
+            if not holding:
+                print(
+                    "but a new connection does not start with them yet: behind PgBouncer, reconnect its server "
+                    "connections (RECONNECT in its admin console, or restart it); otherwise check that neither "
+                    "DATABASE_URL's options nor PGOPTIONS set statement_timeout or TimeZone. Then restart the "
+                    "service.",
+                    file=sys.stderr,
+                )
         elif args.command == "seed":
             for user_id in seed(args.users, args.tasks):
                 print(f"{user_id}\t{make_token(user_id, timedelta(hours=24))}")

@@ -263,9 +263,9 @@ class Database:
 
 BEGIN = sql.SQL("BEGIN")
 BEGIN_ONE_SNAPSHOT = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-# Where a setting's value comes from (pg_settings.source): these hold for every new server connection
-# of the role and database, so also for each transaction PgBouncer hands to any of them. A value set
-# by the client ("client": options=-c, which PgBouncer does not pass on) or in a session does not.
+# Where statement_timeout's value comes from (pg_settings.source): these hold for every new server
+# connection of the role and database, so also for each transaction PgBouncer hands to any of them. A
+# value set by the client ("client": options=-c, which PgBouncer drops) or in a session does not.
 EVERY_CONNECTION = (
     "default",
     "environment variable",
@@ -279,18 +279,18 @@ UTC_NAMES = ("UTC", "Etc/UTC")
 
 
 def defaults_hold(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> bool:
-    """Whether every server connection of this role and database starts with `statement_timeout_ms`
-    and TimeZone UTC, judged on `conn` (fresh, in autocommit mode)."""
+    """Whether every transaction of `conn` (fresh, in autocommit mode) starts with `statement_timeout_ms`
+    and TimeZone UTC. The timeout must be a default of every server connection. TimeZone may have any
+    source: the client's connection keeps it, and PgBouncer sets a server connection's TimeZone to the
+    client's each time it hands one over (it tracks that parameter, not statement_timeout)."""
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute("SELECT name, setting, source FROM pg_settings WHERE name IN ('statement_timeout', 'TimeZone')")
         found = {name: (setting, source) for name, setting, source in cur.fetchall()}
     timeout, timeout_source = found["statement_timeout"]
-    zone, zone_source = found["TimeZone"]
     return (
         timeout == str(statement_timeout_ms)
-        and zone in UTC_NAMES
         and timeout_source in EVERY_CONNECTION
-        and zone_source in EVERY_CONNECTION
+        and found["TimeZone"][0] in UTC_NAMES
     )
 
 
