@@ -11,6 +11,11 @@ Prints, as medians over the rounds: requests/s, p50/p99 latency, errors, the rat
 then each worker's peak RSS and where the CPU went per request (workers, PostgreSQL, wrk, idle).
 
     python bench/http_bench.py [--rounds 3] [--duration 6] [--connections 16] [--workers 2]
+                               [--per-transaction-settings]
+
+The database is set up as docs/performance.md recommends: `todo-api set-db-defaults` makes the
+statement timeout and UTC its defaults, so requests do not set them per transaction;
+--per-transaction-settings leaves the defaults alone, to measure the service where they differ.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from todo_api.cli import migrate  # noqa: E402
+from todo_api.cli import migrate, set_db_defaults  # noqa: E402
 from todo_api.embedded import EmbeddedPostgres  # noqa: E402
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
@@ -294,6 +299,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of floor + every scenario (default 3)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--per-transaction-settings", action="store_true", help="do not run set-db-defaults (see docs/performance.md)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -305,7 +313,10 @@ def main() -> int:
     servers: list[Server] = []
     try:
         os.environ["DATABASE_URL"] = postgres.url()
+        os.environ.setdefault("BETTER_AUTH_SECRET", SECRET)
         migrate()
+        if not args.per_transaction_settings:
+            assert set_db_defaults()[1], "set-db-defaults did not take"
         with psycopg.connect(postgres.url(), autocommit=True) as conn:
             conn.execute(SEED_SQL, {"users": USERS, "tasks": TASKS_PER_USER})
             conn.execute("ANALYZE tasks")
@@ -346,7 +357,8 @@ def main() -> int:
     results = [summarise(name, rounds, floors) for name, rounds in measured.items()]
     print(
         f"\n{args.workers} gunicorn workers, wrk with {args.connections} connections, {args.rounds} rounds of "
-        f"{args.duration} s per scenario, {USERS} users x {TASKS_PER_USER} tasks; medians over the rounds\n"
+        f"{args.duration} s per scenario, {USERS} users x {TASKS_PER_USER} tasks; medians over the rounds; "
+        f"{'timeout and UTC set per transaction' if args.per_transaction_settings else 'set-db-defaults applied'}\n"
     )
     print("| scenario | requests/s | p50 ms | p99 ms | p99/p50 | errors | x floor | x floor, each round |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")

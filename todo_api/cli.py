@@ -1,4 +1,4 @@
-"""The `todo-api` command: serve, migrate, rollback, seed, token (OPERATIONS.md)."""
+"""The `todo-api` command: serve, migrate, rollback, set-db-defaults, seed, token (OPERATIONS.md)."""
 
 from __future__ import annotations
 
