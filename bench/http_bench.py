@@ -277,9 +277,10 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def summarise(name: str, rounds: list[Result], floors: list[Result]) -> dict[str, Any]:
-    """One scenario over every round: medians, errors summed, and the ratio to the floor measured
-    in the same round (the machine's speed drifts between rounds; within one it is comparable)."""
+def summarise(name: str, rounds: list[Result], floors: list[Result], round_trips: list[Result]) -> dict[str, Any]:
+    """One scenario over every round: medians, errors summed, and the ratios to the floor and to
+    "floor + SELECT 1" measured in the same round (the machine's speed drifts between rounds; within
+    one it is comparable)."""
     return {
         "name": name,
         "requests_per_second": median([r.requests_per_second for r in rounds]),
@@ -289,6 +290,9 @@ def summarise(name: str, rounds: list[Result], floors: list[Result]) -> dict[str
         "errors": sum(r.errors for r in rounds),
         "ratio": median([r.requests_per_second / f.requests_per_second for r, f in zip(rounds, floors, strict=True)]),
         "ratios": [r.requests_per_second / f.requests_per_second for r, f in zip(rounds, floors, strict=True)],
+        "ratio_round_trip": median(
+            [r.requests_per_second / f.requests_per_second for r, f in zip(rounds, round_trips, strict=True)]
+        ),
         "cpu_us": {group: median([r.cpu_us[group] for r in rounds]) for group in rounds[0].cpu_us},
     }
 
@@ -354,28 +358,33 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     floors = measured["floor"]
-    results = [summarise(name, rounds, floors) for name, rounds in measured.items()]
+    round_trips = measured["floor + SELECT 1"]
+    results = [summarise(name, rounds, floors, round_trips) for name, rounds in measured.items()]
     print(
         f"\n{args.workers} gunicorn workers, wrk with {args.connections} connections, {args.rounds} rounds of "
         f"{args.duration} s per scenario, {USERS} users x {TASKS_PER_USER} tasks; medians over the rounds; "
         f"{'timeout and UTC set per transaction' if args.per_transaction_settings else 'set-db-defaults applied'}\n"
     )
-    print("| scenario | requests/s | p50 ms | p99 ms | p99/p50 | errors | x floor | x floor, each round |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| scenario | requests/s | p50 ms | p99 ms | p99/p50 | errors | x floor | x floor, each round "
+        "| x floor + SELECT 1 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in results:
         print(
             f"| {r['name']} | {r['requests_per_second']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['p99_over_p50']:.1f} | {r['errors']} | {r['ratio']:.2f} | "
-            f"{', '.join(f'{ratio:.2f}' for ratio in r['ratios'])} |"
+            f"{', '.join(f'{ratio:.2f}' for ratio in r['ratios'])} | {r['ratio_round_trip']:.2f} |"
         )
     print(f"\npeak RSS per worker: {', '.join(f'{mb:.1f} MB' for mb in peaks)}")
     print("\nCPU time per request, in microseconds (idle: CPU left unused, summed over the cores)\n")
-    print("| scenario | workers | PostgreSQL | wrk | idle |")
-    print("|---|---:|---:|---:|---:|")
+    print("| scenario | workers | PostgreSQL | wrk | idle | total (workers + PostgreSQL + wrk) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         cpu = r["cpu_us"]
         print(
-            f"| {r['name']} | {cpu['workers']:,.0f} | {cpu['postgres']:,.0f} | {cpu['wrk']:,.0f} | {cpu['idle']:,.0f} |"
+            f"| {r['name']} | {cpu['workers']:,.0f} | {cpu['postgres']:,.0f} | {cpu['wrk']:,.0f} | {cpu['idle']:,.0f} "
+            f"| {cpu['workers'] + cpu['postgres'] + cpu['wrk']:,.0f} |"
         )
     return 0
 
