@@ -138,6 +138,14 @@ def open_database(url: str, statement_timeout_ms: int) -> Database:
     )
 
 
+def assert_cancelled_at_the_timeout(db: Database) -> None:
+    """A 2 s statement is cancelled, alone and in a transaction."""
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        db.fetch_one(SLEEP, {})
+    with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as run:
+        run.fetch_one(SLEEP, {})
+
+
 def test_where_the_defaults_match_no_transaction_sets_them_and_the_timeout_still_holds(defaults_url):
     db = open_database(defaults_url, 300)
     try:
@@ -146,11 +154,7 @@ def test_where_the_defaults_match_no_transaction_sets_them_and_the_timeout_still
         assert db.settings_are_defaults is True
         with db.transaction() as run:
             assert run.fetch_one(SOURCE, {}) == expected
-        for _ in range(2):  # on each pooled connection, the statement is cancelled at 300 ms
-            with pytest.raises(psycopg.errors.QueryCanceled):
-                db.fetch_one(SLEEP, {})
-        with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as run:
-            run.fetch_one(SLEEP, {})
+        assert_cancelled_at_the_timeout(db)
     finally:
         db.close()
 
@@ -160,9 +164,6 @@ def test_where_the_defaults_differ_each_transaction_sets_the_timeout_and_it_hold
     try:
         assert db.fetch_one(SOURCE, {}) == {"timeout": "250ms", "zone": "UTC", "source": "session"}
         assert db.settings_are_defaults is False
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            db.fetch_one(SLEEP, {})
-        with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as run:
-            run.fetch_one(SLEEP, {})
+        assert_cancelled_at_the_timeout(db)
     finally:
         db.close()
