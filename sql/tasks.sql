@@ -37,6 +37,7 @@ WHERE user_id = %(user_id)s AND id = %(task_id)s;
 -- Set the fields named in %(fields)s (PUT names them all, PATCH those given), if the version
 -- is one of %(expected_versions)s (NULL: any). completed_at follows a real flip of completed;
 -- next_id is set once, by the write that completes a recurring task (%(next_id)s, else NULL).
+-- %(unless_recurring)s: only if the task as written has no recurrence (else occurrences.py writes it).
 UPDATE tasks
 SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title END,
     description  = CASE WHEN 'description' = ANY(%(fields)s) THEN %(description)s ELSE description END,
@@ -56,11 +57,14 @@ SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title
     version      = version + 1
 WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
+  AND (NOT %(unless_recurring)s
+       OR (CASE WHEN 'recurrence' = ANY(%(fields)s) THEN %(recurrence)s ELSE recurrence END) IS NULL)
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
           recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: set_task_completed
--- Set completed to %(completed)s, or toggle it when that is NULL, if the version still matches.
+-- Set completed to %(completed)s, or toggle it when that is NULL, if the version still matches,
+-- unless that completes a recurring task (occurrences.py does that, with its next occurrence).
 UPDATE tasks
 SET completed    = COALESCE(%(completed)s, NOT completed),
     completed_at = CASE
@@ -71,6 +75,7 @@ SET completed    = COALESCE(%(completed)s, NOT completed),
     version      = version + 1
 WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
+  AND (recurrence IS NULL OR NOT COALESCE(%(completed)s, NOT completed))
 RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
           recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 

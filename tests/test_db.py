@@ -91,6 +91,27 @@ def test_a_transaction_prepares_nothing(database):
         assert conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone() == {"n": 0}
 
 
+@direct_and_preparing
+def test_a_prepared_statement_lost_on_the_server_is_run_again_unprepared_and_preparing_stops(database, caplog):
+    """What a pooler that cannot carry prepared statements does, made deterministic: the server
+    forgets the statement psycopg prepared (DEALLOCATE ALL inside a DO block, which psycopg does not
+    notice as it notices a plain DEALLOCATE ALL), so the next run meets
+    "prepared statement does not exist". The statement runs again unprepared, one warning names
+    DB_PREPARED_STATEMENTS, and nothing is prepared from then on."""
+    statement = sql.SQL("SELECT %(n)s::integer AS n")
+    for n in range(6):  # psycopg prepares a statement on its 5th run
+        assert database.fetch_one(statement, {"n": n}) == {"n": n}
+    with database.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone()["n"] >= 1
+        conn.execute("DO $$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$")
+    for n in range(6, 14):
+        assert database.fetch_one(statement, {"n": n}) == {"n": n}
+    with database.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone() == {"n": 0}
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "db.prepared_statements_off"]
+    assert len(warnings) == 1 and "DB_PREPARED_STATEMENTS" in warnings[0].getMessage()
+
+
 # Where the timeout and UTC are the role's defaults in the database (todo-api set-db-defaults), no
 # transaction sets them, and they still hold: PgBouncer runs this file again in transaction mode
 # (tests/test_pgbouncer.py), where only such defaults reach every server connection.

@@ -302,3 +302,26 @@ def test_sync_carries_the_new_fields_and_the_spawned_occurrence(api):
     token = first["meta"]["sync_token"]
     changed = api.client.get(f"/api/{api.user_id}/sync", headers=headers, query_string={"token": token}).json
     assert sorted(changed["data"]["tasks"], key=lambda t: t["id"]) == [done, following]
+
+
+def test_writes_that_cannot_create_an_occurrence_take_one_statement_not_the_locked_path(api, app, monkeypatch):
+    """Completing, reopening or re-dating a task without a recurrence costs what it did before
+    recurring tasks existed: one statement, no transaction that locks and reads the task first."""
+    plain = api.create(title="Plain", due_at="2026-12-01T09:00:00Z")
+
+    def no_transaction(*args, **kwargs):
+        raise AssertionError("a write to a task without a recurrence opened a transaction")
+
+    monkeypatch.setattr(app.extensions["todo_api.db"], "transaction", no_transaction)
+    path = f"/{plain['id']}"
+    answers = [
+        api.patch(f"{path}/complete"),
+        api.patch(f"{path}/complete"),
+        api.patch(f"{path}/complete", json={"completed": True}),
+        api.patch(path, json={"completed": False, "due_at": "2026-12-02T09:00:00Z"}),
+        api.patch(path, json={"timezone": "Asia/Kolkata"}),
+        api.put(path, json={"title": "Plain", "completed": True}),
+    ]
+    assert [answer.status_code for answer in answers] == [200] * 6
+    assert [answer.get_json()["data"]["version"] for answer in answers] == [2, 3, 4, 5, 6, 7]
+    assert all("next_occurrence" not in answer.get_json()["meta"] for answer in answers)

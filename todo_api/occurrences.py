@@ -72,6 +72,7 @@ def write(
         fields=list(fields),
         expected_versions=None,  # checked above, on the locked row
         next_id=successor["id"] if successor else None,
+        unless_recurring=False,
     )
     written = run.fetch_one("update_task", params)
     assert written is not None  # the row is locked: it is still there

@@ -131,13 +131,21 @@ def update_task(
     """Set the loaded `fields` (all writable ones for a replace, `partial=False`; some for a patch),
     if the version is one of `expected_versions` (None: any). Completing a recurring task creates
     its next occurrence (occurrences.py). 400 (a patch that leaves a rule §5 refuses), 404, 412."""
-    if occurrences.needs_stored_task(fields, partial=partial):
-        return _write_locked(user_id, task_id, fields, expected_versions, partial, "task.updated")
+    # One statement when the task as written has no recurrence (most tasks); otherwise, if the
+    # write may complete it or reshape its rule, the locked path that sees the stored task.
+    locked = occurrences.needs_stored_task(fields, partial=partial)
     params = {field: fields.get(field) for field in occurrences.WRITABLE_FIELDS}
     params.update(
-        user_id=user_id, task_id=task_id, fields=list(fields), expected_versions=expected_versions, next_id=None
+        user_id=user_id,
+        task_id=task_id,
+        fields=list(fields),
+        expected_versions=expected_versions,
+        next_id=None,
+        unless_recurring=locked,
     )
     task = database().fetch_one("update_task", params)
+    if task is None and locked:
+        return _write_locked(user_id, task_id, fields, expected_versions, partial, "task.updated")
     if task is None:
         raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.updated", user_id, task_id)
@@ -167,12 +175,12 @@ def complete_task(
 ) -> Written:
     """Set `completed`, or toggle it when None, if the version still matches; completing a recurring
     task creates its next occurrence. 404, 412."""
-    if completed is not False:  # it may complete the task: see the stored one
-        return _write_locked(user_id, task_id, {"completed": completed}, expected_versions, True, None)
     task = database().fetch_one(
         "set_task_completed",
         {"user_id": user_id, "task_id": task_id, "completed": completed, "expected_versions": expected_versions},
     )
+    if task is None and completed is not False:  # perhaps a recurring task being completed
+        return _write_locked(user_id, task_id, {"completed": completed}, expected_versions, True, None)
     if task is None:
         raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.completed" if task["completed"] else "task.reopened", user_id, task_id)

@@ -12,7 +12,7 @@ runs, within REQUEST_BODY_TIMEOUT_SECONDS for all its reads together. A client l
 answered 408 in the envelope and the connection closed (one that sent nothing is just closed).
 
 Bodies over 64 KiB. The thread keeps the first 64 KiB + 1 bytes (enough for the app's 413) and reads
-and drops up to 1 MiB more, so that the connection stays usable after the 413; a body longer still
+and drops up to 256 KiB more, so that the connection stays usable after the 413; a body longer still
 is answered with `Connection: close` (RFC 9112 §9.6) rather than cut off behind a keep-alive answer.
 
 Closing without lingering. gunicorn's graceful close waits on the main loop, up to 2 s, for the
