@@ -7,7 +7,7 @@ import time
 
 import psycopg
 import pytest
-from conftest import SECRET, connect, sibling_url
+from conftest import connect, sibling_url
 from psycopg import sql
 
 from todo_api import cli
@@ -133,10 +133,11 @@ def defaults_url(database_url):
             # before any connection to it: PgBouncer gives each client the TimeZone of its first one
             conn.execute("ALTER DATABASE todo_db_defaults SET TimeZone = 'UTC'")
     url = sibling_url(database_url, "todo_db_defaults")
-    env = {"DATABASE_URL": url, "DB_STATEMENT_TIMEOUT_MS": "300", "BETTER_AUTH_SECRET": SECRET}
+    env = {"DATABASE_URL": url, "DB_STATEMENT_TIMEOUT_MS": "300"}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
+        patch.delenv("BETTER_AUTH_SECRET", raising=False)  # the command needs no auth configuration
         assert cli.main(["set-db-defaults"]) == 0
     with connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'todo_db_defaults'")

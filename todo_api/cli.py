@@ -19,7 +19,7 @@ import jwt
 import psycopg
 from psycopg import sql
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, load_settings, statement_timeout_ms
 from .db import defaults_hold
 from .embedded import EmbeddedPostgres
 
@@ -79,7 +79,7 @@ def set_db_defaults() -> tuple[str, bool]:
     that every new server connection starts with them (behind PgBouncer too) and the service need not
     set them in each transaction (db.py). Returns the database's name, and whether a new connection
     starts with them now (not yet behind a pooler whose server connections are older than this)."""
-    timeout_ms = load_settings().db_statement_timeout_ms
+    timeout_ms = statement_timeout_ms()  # needs no auth settings: it runs before the service is configured
     with psycopg.connect(_database_url(), autocommit=True) as conn:
         database = conn.execute("SELECT current_database()").fetchone()[0]
         alter = "ALTER ROLE CURRENT_USER IN DATABASE {} SET {} = {}"

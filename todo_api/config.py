@@ -154,6 +154,11 @@ def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
     return origins
 
 
+def statement_timeout_ms(env: Mapping[str, str] | None = None) -> int:
+    """DB_STATEMENT_TIMEOUT_MS alone, validated: for commands that need no auth configuration."""
+    return _int(os.environ if env is None else env, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise ConfigError on the first bad variable."""
     env = os.environ if env is None else env
@@ -206,7 +211,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_min_size=min_size,
         db_pool_max_size=max_size,
         db_pool_timeout=_seconds(env, "DB_POOL_TIMEOUT", 5.0),
-        db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000),
+        db_statement_timeout_ms=statement_timeout_ms(env),
         db_prepared_statements=_boolean(env, "DB_PREPARED_STATEMENTS", True),
         log_level=log_level,
         log_format=log_format,
