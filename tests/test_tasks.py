@@ -221,8 +221,14 @@ def test_largest_bigint_id_is_a_plain_404(api):
     assert_error(api.get("/9223372036854775807"), 404, "not_found")
 
 
-def test_the_fast_task_dump_equals_the_marshmallow_schema(api, conn):
-    from todo_api.schemas import TaskSchema, dump_task
+def test_every_task_statement_returns_the_task_as_the_schema_dumps_it(api, conn):
+    """The statements format timestamps in PostgreSQL (api_timestamp) and the service sends their rows
+    as they come: each must equal TaskSchema().dump of the stored row, field for field, in order."""
+    from todo_api.schemas import TaskSchema
+
+    def stored(task_id: int) -> list[tuple[str, object]]:
+        row = conn.execute("SELECT * FROM tasks WHERE id = %s", [task_id]).fetchone()
+        return list(TaskSchema().dump(row).items())
 
     api.create(title="plain")
     api.create(
@@ -233,6 +239,8 @@ def test_the_fast_task_dump_equals_the_marshmallow_schema(api, conn):
         tags=["a", "B"],
         due_at="2026-12-01T09:00:00.123456+05:30",
     )
+    for due_at in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2026-12-01T09:00:00.5-03:00"):
+        api.create(title=due_at, due_at=due_at, remind_at="2026-12-01T09:00:00.000001Z")
     recurring = api.create(
         title="recurring",
         due_at="2026-12-01T09:00:00+05:30",
@@ -240,9 +248,28 @@ def test_the_fast_task_dump_equals_the_marshmallow_schema(api, conn):
         timezone="Asia/Kolkata",
         remind_at="2026-12-01T08:00:00+05:30",
     )
-    assert api.patch(f"/{recurring['id']}/complete").json["data"]["next_id"]  # a row with every field set
-    rows = conn.execute("SELECT * FROM tasks WHERE user_id = %s", [api.user_id]).fetchall()
-    assert len(rows) == 4
-    for row in rows:
-        assert dump_task(row) == TaskSchema().dump(row)
-        assert list(dump_task(row)) == list(TaskSchema().dump(row))
+    completed = api.patch(f"/{recurring['id']}/complete").json
+    assert completed["data"]["next_id"]  # a row with every field set
+    assert list(completed["data"].items()) == stored(recurring["id"])
+    assert list(completed["meta"]["next_occurrence"].items()) == stored(completed["data"]["next_id"])
+
+    listed = api.get("?limit=100").json["data"]
+    assert len(listed) == 7
+    for task in listed:
+        assert list(task.items()) == stored(task["id"])
+        assert list(api.get(f"/{task['id']}").json["data"].items()) == stored(task["id"])
+    sync = api.client.get(f"/api/{api.user_id}/sync", headers={"Authorization": f"Bearer {api.token}"})
+    synced = sync.json["data"]["tasks"]
+    assert [list(task.items()) for task in synced] == [stored(task["id"]) for task in synced]
+
+    task_id = listed[0]["id"]
+    created = api.post(json={"title": "new", "due_at": "2026-12-24T18:30:00+01:00"})
+    assert list(created.json["data"].items()) == stored(created.json["data"]["id"])
+    patched = api.patch(f"/{task_id}", json={"title": "patched"}).json["data"]
+    assert list(patched.items()) == stored(task_id)
+    replaced = api.put(f"/{task_id}", json={"title": "replaced", "due_at": "2027-01-01T00:00:00Z"}).json["data"]
+    assert list(replaced.items()) == stored(task_id)
+    toggled = api.patch(f"/{task_id}/complete").json["data"]
+    assert list(toggled.items()) == stored(task_id)
+    before = stored(task_id)
+    assert list(api.delete(f"/{task_id}").json["data"].items()) == before
