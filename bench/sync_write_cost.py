@@ -55,7 +55,17 @@ def migrate(url: str, *, with_sync: bool) -> None:
 def run_round(conn: psycopg.Connection, queries: dict, writes: int) -> dict[str, tuple[float, float]]:
     """(CPU µs, wall µs) per statement for each kind of write."""
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    task = {"title": "Bench", "description": None, "completed": False, "priority": "none", "tags": [], "due_at": None}
+    task = {
+        "title": "Bench",
+        "description": None,
+        "completed": False,
+        "priority": "none",
+        "tags": [],
+        "due_at": None,
+        "recurrence": None,
+        "timezone": "UTC",
+        "remind_at": None,
+    }
     results = {}
     created: list[int] = []
 
@@ -82,6 +92,8 @@ def run_round(conn: psycopg.Connection, queries: dict, writes: int) -> dict[str,
             "fields": fields,
             "title": f"t{i}",
             "expected_versions": None,
+            "next_id": None,
+            "unless_recurring": False,
         },
     )
     timed(

@@ -3,7 +3,7 @@
 -- sql/ return their timestamps through it, so the service hands PostgreSQL's text to the client
 -- instead of parsing each timestamp into a datetime and formatting it back (docs/performance.md).
 -- STABLE (to_char is) and a plain SQL body: PostgreSQL inlines it into each statement.
--- depends: 0007.incremental-sync
+-- depends: 0006.recurrence-reminders
 
 CREATE FUNCTION api_timestamp(ts timestamptz) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
