@@ -1,6 +1,7 @@
-"""load_task_input and load_task_patch are task_input.load and task_patch.load: the same fields for
-every body the schemas accept, the same errors for every body they refuse (the shortcut for plain
-bodies in schemas.py never accepts what the schema refuses, nor loads a field differently)."""
+"""load_task_input, load_task_patch and load_complete are task_input.load, task_patch.load and
+complete_input.load: the same fields for every body the schemas accept, the same errors for every
+body they refuse (the shortcuts for plain bodies in schemas.py never accept what the schema
+refuses, nor load a field differently)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from todo_api.schemas import _load_plain, load_task_input, load_task_patch, task_input, task_patch
+from todo_api.schemas import (
+    _load_plain,
+    complete_input,
+    load_complete,
+    load_task_input,
+    load_task_patch,
+    task_input,
+    task_patch,
+)
 
 LOADERS = [(load_task_input, task_input, False), (load_task_patch, task_patch, True)]
 
@@ -131,6 +140,24 @@ def test_loading_a_body_is_the_schemas_load(body):
 def test_plain_bodies_take_the_shortcut(body):
     assert _load_plain(body, partial=False) is not None
     assert _load_plain(body, partial=True) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"completed": True},
+        {"completed": False},
+        {},
+        {"completed": None},
+        {"completed": 1},
+        {"completed": "true"},
+        {"completed": True, "title": "x"},
+        {"title": "x"},
+        {"Completed": True},
+    ],
+)
+def test_loading_a_complete_body_is_the_schemas_load(body):
+    assert outcome(load_complete, body) == outcome(complete_input.load, body)
 
 
 def test_a_loaded_body_gets_a_tags_list_of_its_own():

@@ -226,6 +226,13 @@ def load_task_patch(body: dict[str, Any]) -> dict[str, Any]:
     return task_patch.load(body) if loaded is None else loaded
 
 
+def load_complete(body: dict[str, Any]) -> dict[str, Any]:
+    """complete_input.load(body): the same fields, or the same ValidationError."""
+    if body.keys() == {"completed"} and isinstance(body["completed"], bool):
+        return {"completed": body["completed"]}
+    return complete_input.load(body)
+
+
 def _load_plain(body: dict[str, Any], *, partial: bool) -> dict[str, Any] | None:
     """A task body loaded as the schema would, if every field in it passes its own checks and
     needs no other (no recurrence rule: its checks span fields); None to let the schema load it.

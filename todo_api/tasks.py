@@ -15,7 +15,7 @@ from . import idempotency, operations
 from .auth import require_user
 from .db import Row
 from .errors import ApiError, invalid
-from .schemas import complete_input, dump_task, envelope, list_query, load_task_input, load_task_patch
+from .schemas import dump_task, envelope, list_query, load_complete, load_task_input, load_task_patch
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user_id>/tasks")
 
@@ -182,7 +182,7 @@ def complete_task(user_id: str, task_id: int) -> Response:
     """Toggle completed (no body) or set it ({"completed": bool}); completing a recurring task creates
     its next occurrence (meta.next_occurrence). 200 with ETag; 400, 404, 412, 415."""
     body = _json_body(required=False)
-    completed = None if body is NO_BODY else _load(complete_input.load, body)["completed"]
+    completed = None if body is NO_BODY else _load(load_complete, body)["completed"]
     return _written_response(operations.complete_task(user_id, task_id, completed, _expected_versions()))
 
 
