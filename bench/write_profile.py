@@ -8,8 +8,11 @@ formatted and written to /dev/null (they are part of every write's cost), and se
 write through Flask's test client: a warm-up, then `--requests` of them timed with
 `time.process_time()`, in `--rounds` interleaved rounds. It prints the client CPU per request (the
 median over the rounds; the database's own CPU is not counted) and, with `--profile NAME`, the
-cProfile of that write's requests, sorted by own time. No gunicorn and no network: this is the
-Python a worker runs per request, the part `make bench-http` cannot separate from the rest.
+cProfile of that write's requests by CPU time (cumulative, then own). No gunicorn and no network:
+this is the Python a worker runs per request, the part `make bench-http` cannot separate from the
+rest. It imports the todo_api of the checkout it sits in: to compare two commits, run a copy of
+this file in each checkout (with either's .venv), one after the other, more than once; runs differ
+by up to ±40 us per request on a busy machine (docs/write-performance.md).
 """
 
 from __future__ import annotations
@@ -106,6 +109,25 @@ def cpu_us_per_request(write: Callable[[int], object], requests: int) -> float:
     return (time.process_time() - started) / requests * 1e6
 
 
+def measure(writes: dict[str, Callable[[int], object]], requests: int, rounds: int) -> None:
+    results: dict[str, list[float]] = {name: [] for name in writes}
+    for _ in range(rounds):
+        for name, write in writes.items():
+            results[name].append(cpu_us_per_request(write, requests))
+    print(f"client CPU per request, µs ({requests} requests x {rounds} rounds; median, then each round)")
+    for name, values in results.items():
+        each = ", ".join(f"{value:.0f}" for value in values)
+        print(f"{name:<9} {statistics.median(values):6.0f}   ({each})")
+
+
+def profile(write: Callable[[int], object], requests: int, top: int) -> None:
+    profiler = cProfile.Profile(time.process_time)  # CPU, as timed above: not the waits
+    profiler.runcall(cpu_us_per_request, write, requests)
+    stats = pstats.Stats(profiler).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="timed requests per write and round")
@@ -133,21 +155,9 @@ def main() -> int:
                 write(n)
 
         if args.profile:
-            profiler = cProfile.Profile(time.process_time)  # CPU, as timed above: not the waits
-            profiler.runcall(cpu_us_per_request, writes[args.profile], args.requests)
-            stats = pstats.Stats(profiler).strip_dirs()
-            stats.sort_stats("cumulative").print_stats(args.top)
-            stats.sort_stats("tottime").print_stats(args.top)
-            return 0
-
-        results: dict[str, list[float]] = {name: [] for name in writes}
-        for _ in range(args.rounds):
-            for name, write in writes.items():
-                results[name].append(cpu_us_per_request(write, args.requests))
-        print(f"client CPU per request, µs ({args.requests} requests x {args.rounds} rounds; median, then each round)")
-        for name, values in results.items():
-            rounds = ", ".join(f"{value:.0f}" for value in values)
-            print(f"{name:<9} {statistics.median(values):6.0f}   ({rounds})")
+            profile(writes[args.profile], args.requests, args.top)
+        else:
+            measure(writes, args.requests, args.rounds)
         app.extensions["todo_api.db"].close()
     finally:
         postgres.stop(mode="immediate")
