@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, g, json, request
-from marshmallow import Schema, ValidationError
+from marshmallow import ValidationError
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
@@ -14,7 +15,7 @@ from . import idempotency, operations
 from .auth import require_user
 from .db import Row
 from .errors import ApiError, invalid
-from .schemas import complete_input, envelope, list_query, task_input, task_patch
+from .schemas import envelope, list_query, load_complete, load_task_input, load_task_patch
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user_id>/tasks")
 
@@ -71,11 +72,11 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _load(schema: Schema, body: Any) -> dict[str, Any]:
+def _load(load: Callable[[dict[str, Any]], dict[str, Any]], body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     try:
-        return schema.load(body)
+        return load(body)
     except ValidationError as error:
         raise invalid(error) from None
 
@@ -135,7 +136,7 @@ def create_task(user_id: str) -> Response:
     (a retry gets the first response again); 400, 409, 413, 415."""
     key = idempotency.key_from_request()
     body = _json_body()
-    fields = _load(task_input, body)
+    fields = _load(load_task_input, body)
     once = None if key is None else operations.IdempotencyKey(key, idempotency.body_hash(body))
     created = operations.create_task(user_id, fields, once)
     headers = {"Location": created.location, "ETag": created.etag}
@@ -164,7 +165,7 @@ def _weak_match(header: str, etag: str) -> bool:
 @require_user
 def replace_task(user_id: str, task_id: int) -> Response:
     """Replace every writable field (omitted ones take defaults). 200 with ETag; 400, 404, 412, 413, 415."""
-    fields = _load(task_input, _json_body())
+    fields = _load(load_task_input, _json_body())
     return _written_response(operations.update_task(user_id, task_id, fields, _expected_versions(), partial=False))
 
 
@@ -172,7 +173,7 @@ def replace_task(user_id: str, task_id: int) -> Response:
 @require_user
 def patch_task(user_id: str, task_id: int) -> Response:
     """Change only the fields given. 200 with ETag; 400, 404, 412, 413, 415."""
-    fields = _load(task_patch, _json_body())
+    fields = _load(load_task_patch, _json_body())
     return _written_response(operations.update_task(user_id, task_id, fields, _expected_versions()))
 
 
@@ -182,7 +183,7 @@ def complete_task(user_id: str, task_id: int) -> Response:
     """Toggle completed (no body) or set it ({"completed": bool}); completing a recurring task creates
     its next occurrence (meta.next_occurrence). 200 with ETag; 400, 404, 412, 415."""
     body = _json_body(required=False)
-    completed = None if body is NO_BODY else _load(complete_input, body)["completed"]
+    completed = None if body is NO_BODY else _load(load_complete, body)["completed"]
     return _written_response(operations.complete_task(user_id, task_id, completed, _expected_versions()))
 
 
