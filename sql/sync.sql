@@ -2,11 +2,10 @@
 
 -- name: sync_changes
 -- One page of changes after %(after)s, from one snapshot: the user's counter, then up to
--- %(page_size)s changes in change order (tasks in their current state, shaped as in tasks.sql,
--- and, when %(with_deleted)s, tombstones), one row each; a single row with a NULL sync_seq when
--- nothing changed. On the way it forgets tombstones older than %(retention_days)s and raises
--- forgotten_seq past them; the counter row is locked before the tombstones, and only when one is
--- due, so this reads without waiting.
+-- %(page_size)s changes in change order (tasks in their current state and, when %(with_deleted)s,
+-- tombstones), one row each; a single row with a NULL sync_seq when nothing changed. On the way it
+-- forgets tombstones older than %(retention_days)s and raises forgotten_seq past them; the counter
+-- row is locked before the tombstones, and only when one is due, so this reads without waiting.
 WITH due AS (
     SELECT user_id
     FROM sync_state
@@ -29,17 +28,16 @@ WITH due AS (
     FROM sync_state
     WHERE user_id = %(user_id)s
 ), changes AS (
-    (SELECT sync_seq, id, user_id, title, description, completed, api_timestamp(completed_at) AS completed_at,
-            priority, tags, api_timestamp(due_at) AS due_at, recurrence, timezone,
-            api_timestamp(remind_at) AS remind_at, next_id, api_timestamp(created_at) AS created_at,
-            api_timestamp(updated_at) AS updated_at, version, NULL AS deleted_at
+    (SELECT sync_seq, id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+            recurrence, timezone, remind_at, next_id, created_at, updated_at, version,
+            NULL::timestamptz AS deleted_at
      FROM tasks
      WHERE user_id = %(user_id)s AND sync_seq > %(after)s
      ORDER BY sync_seq
      LIMIT %(page_size)s)
     UNION ALL
     (SELECT sync_seq, task_id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, NULL, NULL, NULL, NULL, NULL, NULL, api_timestamp(deleted_at)
+            NULL, NULL, NULL, NULL, NULL, NULL, NULL, deleted_at
      FROM task_tombstones
      WHERE user_id = %(user_id)s AND sync_seq > %(after)s AND %(with_deleted)s
      ORDER BY sync_seq

@@ -1,9 +1,5 @@
 -- Every statement on tasks. Each filters by user_id: ownership is enforced here, not only by routes.
--- Timestamps are compared and stored as timestamptz. A statement that returns a task to a client
--- returns it as API.md §3 shows it: TaskSchema's fields in its order, each timestamp as the API's
--- text (api_timestamp, migrations/0008), so the row is the response's task as it stands
--- (tests/test_tasks.py holds it equal to TaskSchema). lock_task alone returns typed timestamps:
--- occurrences.py computes with them.
+-- Timestamps are compared and stored as timestamptz; the API layer renders them in UTC.
 
 -- name: insert_task
 -- Create a task for its owner and return it.
@@ -12,17 +8,13 @@ INSERT INTO tasks (user_id, title, description, completed, completed_at, priorit
 VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
         CASE WHEN %(completed)s THEN now() END,
         %(priority)s, %(tags)s, %(due_at)s, %(recurrence)s, %(timezone)s, %(remind_at)s)
-RETURNING id, user_id, title, description, completed, api_timestamp(completed_at) AS completed_at,
-          priority, tags, api_timestamp(due_at) AS due_at, recurrence, timezone,
-          api_timestamp(remind_at) AS remind_at, next_id, api_timestamp(created_at) AS created_at,
-          api_timestamp(updated_at) AS updated_at, version;
+RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: get_task
 -- One task of its owner.
-SELECT id, user_id, title, description, completed, api_timestamp(completed_at) AS completed_at,
-       priority, tags, api_timestamp(due_at) AS due_at, recurrence, timezone,
-       api_timestamp(remind_at) AS remind_at, next_id, api_timestamp(created_at) AS created_at,
-       api_timestamp(updated_at) AS updated_at, version
+SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+       recurrence, timezone, remind_at, next_id, created_at, updated_at, version
 FROM tasks
 WHERE user_id = %(user_id)s AND id = %(task_id)s;
 
@@ -67,10 +59,8 @@ WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
   AND (NOT %(unless_recurring)s
        OR (CASE WHEN 'recurrence' = ANY(%(fields)s) THEN %(recurrence)s ELSE recurrence END) IS NULL)
-RETURNING id, user_id, title, description, completed, api_timestamp(completed_at) AS completed_at,
-          priority, tags, api_timestamp(due_at) AS due_at, recurrence, timezone,
-          api_timestamp(remind_at) AS remind_at, next_id, api_timestamp(created_at) AS created_at,
-          api_timestamp(updated_at) AS updated_at, version;
+RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: set_task_completed
 -- Set completed to %(completed)s, or toggle it when that is NULL, if the version still matches,
@@ -86,36 +76,26 @@ SET completed    = COALESCE(%(completed)s, NOT completed),
 WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
   AND (recurrence IS NULL OR NOT COALESCE(%(completed)s, NOT completed))
-RETURNING id, user_id, title, description, completed, api_timestamp(completed_at) AS completed_at,
-          priority, tags, api_timestamp(due_at) AS due_at, recurrence, timezone,
-          api_timestamp(remind_at) AS remind_at, next_id, api_timestamp(created_at) AS created_at,
-          api_timestamp(updated_at) AS updated_at, version;
+RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: delete_task
 -- Delete one task if the version still matches, and return it as it was.
 DELETE FROM tasks
 WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
-RETURNING id, user_id, title, description, completed, api_timestamp(completed_at) AS completed_at,
-          priority, tags, api_timestamp(due_at) AS due_at, recurrence, timezone,
-          api_timestamp(remind_at) AS remind_at, next_id, api_timestamp(created_at) AS created_at,
-          api_timestamp(updated_at) AS updated_at, version;
+RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: list_tasks
--- One page of the owner's tasks, plus one row to tell whether another page exists. The page is
--- chosen in the inner query and only its rows are formatted: a plan that sorts (a tag or a search)
--- would otherwise format every row it sorts.
+-- One page of the owner's tasks, plus one row to tell whether another page exists.
 -- listing.py fills {filters}, {after}, {sort_key} and {direction} from fixed fragments only.
-SELECT id, user_id, title, description, completed, api_timestamp(completed_at) AS completed_at,
-       priority, tags, api_timestamp(due_at) AS due_at, recurrence, timezone,
-       api_timestamp(remind_at) AS remind_at, next_id, api_timestamp(created_at) AS created_at,
-       api_timestamp(updated_at) AS updated_at, version
-FROM (SELECT *
-      FROM tasks
-      WHERE user_id = %(user_id)s {filters} {after}
-      ORDER BY {sort_key} {direction}, id {direction}
-      LIMIT %(page_size)s) AS tasks
-ORDER BY {sort_key} {direction}, id {direction};
+SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+       recurrence, timezone, remind_at, next_id, created_at, updated_at, version
+FROM tasks
+WHERE user_id = %(user_id)s {filters} {after}
+ORDER BY {sort_key} {direction}, id {direction}
+LIMIT %(page_size)s;
 
 -- name: count_tasks
 -- How many of the owner's tasks match the filters ({filters} as in list_tasks).

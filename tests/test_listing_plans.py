@@ -178,19 +178,3 @@ def test_the_seed_has_the_shape_the_plans_assume(seeded):
     assert 400 < shape["milk"] < 600 and 0 < shape["notary"] < 10
     assert 5_500 < shape["no_due"] < 6_500
     assert 1_500 < shape["reminded"] < 2_500 and shape["reminders_due"] > 21  # the poll has a second page
-
-
-@pytest.mark.parametrize("params", [{}, {"tag": "work"}, {"q": "milk"}, {"sort": "due_at"}], ids=str)
-def test_only_the_page_is_formatted_even_when_the_plan_sorts(seeded, params):
-    """api_timestamp runs on the page's rows only, whatever plan PostgreSQL picks: here it must sort
-    the user's rows (no ordered index scan), as it may when its estimates are off."""
-    conn, user_id = seeded
-    statement, values = _page(conn, user_id, params)
-    explain = sql.SQL("EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) {}").format(statement)
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_indexscan = off")
-        nodes = list(_nodes(conn.execute(explain, values).fetchone()["QUERY PLAN"][0]["Plan"]))
-    assert any(node["Node Type"] == "Sort" and node["Actual Rows"] == 21 for node in nodes)
-    formatting = [node for node in nodes if "to_char" in " ".join(node.get("Output", []))]
-    assert formatting, "the statement formats its timestamps"
-    assert all(node["Actual Rows"] * node["Actual Loops"] <= 21 for node in formatting), formatting

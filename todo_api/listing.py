@@ -41,9 +41,7 @@ class SortKey:
 
 
 def _timestamp_key(column: str, descending: bool) -> SortKey:
-    # Qualified: list_tasks returns the timestamp as text under the column's name, and a bare name
-    # in ORDER BY would sort by that output column (and never use the index).
-    return SortKey(column, sql.Identifier("tasks", column), sql.SQL("timestamptz"), descending)
+    return SortKey(column, sql.Identifier(column), sql.SQL("timestamptz"), descending)
 
 
 # Tasks without due_at (remind_at) sort last in both directions: they take +infinity ascending,
@@ -170,9 +168,11 @@ class CursorCodec:
         self._user_id = user_id
 
     def encode(self, query: ListQuery, row: dict[str, Any]) -> str:
-        key = row[query.sort.column]  # text: timestamps come as the API's RFC 3339 (sql/tasks.sql)
+        key = row[query.sort.column]
         if query.sort.column in UNDATED_LAST and key is None:
             key = "-infinity" if query.sort.descending else "infinity"
+        elif isinstance(key, datetime):
+            key = key.isoformat()
         # ensure_ascii=False: a 200-character title of emoji stays well inside the cursor's length limit.
         payload = json.dumps([key, row["id"]], separators=(",", ":"), ensure_ascii=False).encode()
         payload += b" " * (-len(payload) % _PAD_BYTES)  # a cursor's length tells only roughly how long a title is

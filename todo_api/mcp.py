@@ -23,7 +23,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from . import operations
 from .auth import authenticate
 from .errors import ApiError, invalid, not_found, validation_error
-from .schemas import complete_input, list_query, task_input, task_patch
+from .schemas import complete_input, dump_task, list_query, task_input, task_patch
 from .tasks import MAX_TASK_ID  # the id column is a bigint: a larger id names no task
 
 bp = Blueprint("mcp", __name__)
@@ -249,12 +249,12 @@ def _expected_versions(mine: dict[str, Any]) -> list[int] | None:
 def list_tasks(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     _, options = _arguments(arguments, list_query, refused=LIST_REFUSED)
     page = operations.list_tasks(user_id, options)
-    return {"tasks": page.tasks, "next_cursor": page.next_cursor}
+    return {"tasks": [dump_task(task) for task in page.tasks], "next_cursor": page.next_cursor}
 
 
 def get_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     mine, _ = _arguments(arguments, own=("task_id",))
-    return operations.get_task(user_id, mine["task_id"])
+    return dump_task(operations.get_task(user_id, mine["task_id"]))
 
 
 def add_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -264,20 +264,21 @@ def add_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def update_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     mine, fields = _arguments(arguments, task_patch, own=("task_id", "if_match"))
-    return operations.update_task(user_id, mine["task_id"], fields, _expected_versions(mine)).task
+    return dump_task(operations.update_task(user_id, mine["task_id"], fields, _expected_versions(mine)).task)
 
 
 def complete_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     mine, loaded = _arguments(arguments, complete_input, partial=True, own=("task_id", "if_match"))
     written = operations.complete_task(user_id, mine["task_id"], loaded.get("completed"), _expected_versions(mine))
-    if written.next_occurrence is None:
-        return written.task
-    return {**written.task, "next_occurrence": written.next_occurrence}
+    result = dump_task(written.task)
+    if written.next_occurrence is not None:
+        result["next_occurrence"] = dump_task(written.next_occurrence)
+    return result
 
 
 def delete_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     mine, _ = _arguments(arguments, own=("task_id", "if_match"))
-    return operations.delete_task(user_id, mine["task_id"], _expected_versions(mine))
+    return dump_task(operations.delete_task(user_id, mine["task_id"], _expected_versions(mine)))
 
 
 _READ = {"readOnlyHint": True, "idempotentHint": True}

@@ -15,6 +15,7 @@ from marshmallow import ValidationError
 from . import idempotency, listing, occurrences, tokens
 from .db import Database, Row
 from .errors import ApiError, invalid, not_found
+from .schemas import dump_task
 
 log = logging.getLogger("todo_api.tasks")
 
@@ -108,7 +109,7 @@ def create_task(user_id: str, fields: dict[str, Any], key: IdempotencyKey | None
 def _created(task: Row | None) -> idempotency.Remembered:
     assert task is not None  # INSERT ... RETURNING returns the row
     location = url_for("tasks.get_task", user_id=task["user_id"], task_id=task["id"])
-    return idempotency.Remembered(201, task, location, f'"{task["version"]}"')
+    return idempotency.Remembered(201, dump_task(task), location, f'"{task["version"]}"')
 
 
 def get_task(user_id: str, task_id: int) -> Row:

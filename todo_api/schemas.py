@@ -338,9 +338,30 @@ class TaskSchema(Schema):
     version = fields.Integer()
 
 
-# The fields of a task, in TaskSchema's order: what each task statement returns (sql/tasks.sql),
-# already as the API shows it (a test holds those rows equal to TaskSchema().dump of the stored row).
-TASK_FIELDS = tuple(TaskSchema().fields)
+def dump_task(row: dict[str, Any]) -> dict[str, Any]:
+    """TaskSchema().dump(row), written out: the hot path of every response that carries tasks.
+
+    TaskSchema stays the schema of record (the OpenAPI document is built from it) and a test holds
+    this function equal to it; marshmallow's generic dump costs ~30 us a task, this ~3 us.
+    """
+    return {
+        "id": row["id"],
+        "user_id": row["user_id"],
+        "title": row["title"],
+        "description": row["description"],
+        "completed": row["completed"],
+        "completed_at": format_timestamp(row["completed_at"]),
+        "priority": row["priority"],
+        "tags": row["tags"],
+        "due_at": format_timestamp(row["due_at"]),
+        "recurrence": row["recurrence"],
+        "timezone": row["timezone"],
+        "remind_at": format_timestamp(row["remind_at"]),
+        "next_id": row["next_id"],
+        "created_at": format_timestamp(row["created_at"]),
+        "updated_at": format_timestamp(row["updated_at"]),
+        "version": row["version"],
+    }
 
 
 def _comma_list(value: str) -> list[str]:

@@ -18,7 +18,7 @@ from . import tokens
 from .auth import require_user
 from .errors import ApiError, invalid
 from .operations import database
-from .schemas import TASK_FIELDS, sync_query
+from .schemas import dump_task, format_timestamp, sync_query
 from .tasks import json_response
 
 bp = Blueprint("sync", __name__, url_prefix="/api/<user_id>/sync")
@@ -40,12 +40,8 @@ def _token(user_id: str, position: int) -> str:
     return tokens.app_codec().seal(tokens.Purpose.SYNC, _POSITION.pack(position), user_id=user_id)
 
 
-def _task(row: dict[str, Any]) -> dict[str, Any]:
-    return {field: row[field] for field in TASK_FIELDS}
-
-
 def _deleted(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "deleted_at": row["deleted_at"]}
+    return {"id": row["id"], "deleted_at": format_timestamp(row["deleted_at"])}
 
 
 @bp.get("")
@@ -76,7 +72,7 @@ def sync(user_id: str) -> Response:
     # Nothing left: the snapshot holds every change up to its counter, so the next sync starts there.
     position = page[-1]["sync_seq"] if has_more else state["last_seq"]
     data = {
-        "tasks": [_task(row) for row in page if row["deleted_at"] is None],
+        "tasks": [dump_task(row) for row in page if row["deleted_at"] is None],
         "deleted": [_deleted(row) for row in page if row["deleted_at"] is not None],
     }
     return json_response(data, sync_token=_token(user_id, position), has_more=has_more)
