@@ -221,36 +221,10 @@ def test_largest_bigint_id_is_a_plain_404(api):
     assert_error(api.get("/9223372036854775807"), 404, "not_found")
 
 
-def test_the_fast_task_dump_equals_the_marshmallow_schema(api, conn):
-    from todo_api.schemas import TaskSchema, dump_task
-
-    api.create(title="plain")
-    api.create(
-        title="full",
-        description="",
-        completed=True,
-        priority="high",
-        tags=["a", "B"],
-        due_at="2026-12-01T09:00:00.123456+05:30",
-    )
-    recurring = api.create(
-        title="recurring",
-        due_at="2026-12-01T09:00:00+05:30",
-        recurrence="FREQ=DAILY",
-        timezone="Asia/Kolkata",
-        remind_at="2026-12-01T08:00:00+05:30",
-    )
-    assert api.patch(f"/{recurring['id']}/complete").json["data"]["next_id"]  # a row with every field set
-    rows = conn.execute("SELECT * FROM tasks WHERE user_id = %s", [api.user_id]).fetchall()
-    assert len(rows) == 4
-    for row in rows:
-        assert dump_task(row) == TaskSchema().dump(row)
-        assert list(dump_task(row)) == list(TaskSchema().dump(row))
-
-
 def test_every_route_answers_the_task_as_the_schema_dumps_the_stored_row(api, conn):
-    """Each route's task equals TaskSchema().dump of the row as stored, field for field and in order
-    (timestamps at the ends of the years, with and without a fraction; next_occurrence; sync)."""
+    """Each route's task (the fast dump_task) equals TaskSchema().dump of the row as stored, field for
+    field and in order (timestamps at the ends of the years, with and without a fraction;
+    next_occurrence; sync)."""
     from todo_api.schemas import TaskSchema
 
     def stored(task_id: int) -> list[tuple[str, object]]:
