@@ -73,6 +73,7 @@ def test_stalled_clients_get_a_408_by_the_deadline_and_never_hold_the_service(st
     # and the service serves on while the stalled clients neither read their answers nor close.
     time.sleep(max(0.0, stalled[-1][2] + DEADLINE_SECONDS + 2 * LOOP_TICK_SECONDS - time.monotonic()))
     every_thread_serves()
+    answered = []
     for variant, sock, _ in stalled:
         sock.settimeout(0.1)  # the answer is there already
         with sock:
@@ -82,6 +83,16 @@ def test_stalled_clients_get_a_408_by_the_deadline_and_never_hold_the_service(st
         envelope = json.loads(body)
         assert envelope["error"]["code"] == "request_timeout"
         assert envelope["meta"]["request_id"] == headers["x-request-id"]
+        answered.append(headers["x-request-id"])
+
+    # OPERATIONS.md: one line per request, these too: the status and the answer's request id.
+    server.stop()
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    timeouts = [line for line in lines if line.get("event") == "request" and line["status"] == 408]
+    assert sorted(line["request_id"] for line in timeouts) == sorted(answered)
+    for line in timeouts:
+        assert line["logger"] == "todo_api.request"
+        assert (line["method"], line["route"], line["duration_ms"], line["user_id"]) == (None, None, None, None)
 
 
 def test_a_connection_that_sends_nothing_is_closed_by_the_head_deadline(start_gunicorn, database_url):

@@ -60,8 +60,9 @@ TOKEN_IN_THE_WAY = "Bearer secret-token-value"
             "request_header_fields_too_large",
         ),
         (f"NOT HTTP AT ALL {TOKEN_IN_THE_WAY}\r\n\r\n".encode(), 400, "bad_request"),
+        (f"GET /api/u/tasks?token={TOKEN_IN_THE_WAY} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 400, "bad_request"),
     ],
-    ids=["request-line-too-long", "header-too-large", "not-http"],
+    ids=["request-line-too-long", "header-too-large", "not-http", "token-in-a-malformed-request-line"],
 )
 def test_requests_gunicorn_refuses_are_answered_in_the_envelope(
     start_gunicorn, database_url, request_bytes, status, code
@@ -79,6 +80,13 @@ def test_requests_gunicorn_refuses_are_answered_in_the_envelope(
     assert envelope["meta"]["request_id"] == headers["x-request-id"]
     assert "secret-token-value" not in body.decode() and "xxxx" not in body.decode()  # the raw request is not echoed
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200  # and the worker carries on
+
+    server.stop()  # OPERATIONS.md: a request line for the refusal too, with nothing of the raw request
+    log = server.log_path.read_text()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line.get("event") == "request" and line["status"] == status]
+    assert [line["request_id"] for line in refused] == [headers["x-request-id"]]
+    assert "secret-token-value" not in log and "xxxx" not in log
 
 
 def test_gunicorn_runs_the_api_worker_and_a_logger_that_skips_the_access_log(monkeypatch):

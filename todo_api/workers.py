@@ -37,6 +37,8 @@ import contextlib
 import errno
 import io
 import json
+import logging
+import re
 import selectors
 import socket
 import time
@@ -48,7 +50,7 @@ from gunicorn.glogging import Logger
 from gunicorn.http.message import Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from . import MAX_BODY_BYTES
+from . import MAX_BODY_BYTES, request_log
 from .config import load_settings
 from .errors import refusal
 
@@ -59,6 +61,7 @@ READ_BYTES = 64 * 1024
 DRAIN_BYTES = 256 * 1024  # dropped past the 64 KiB + 1 kept, so that the connection stays usable after a 413
 BUFFERED_BODY_BYTES = MAX_BODY_BYTES + 1 + DRAIN_BYTES + 1  # enough to tell the thread the body is longer
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+INVALID_REQUEST_WARNING = "Invalid request from ip="  # how gunicorn's Worker.handle_error starts its warning
 
 
 def read_framing(head: bytes) -> tuple[int, bool]:
@@ -90,7 +93,20 @@ def write_error_envelope(sock: socket.socket, status_int: int, reason: str, mesg
         f"Content-Length: {len(body)}\r\n"
         f"X-Request-ID: {request_id}\r\n\r\n"
     )
+    log_refusal(status_int, request_id)
     util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def log_refusal(status: int, request_id: str) -> None:
+    """The request's line (OPERATIONS.md: one per request) for an answer the worker gives before any
+    app sees the request. Only the status is known for sure (the method and route may not even have
+    arrived), so method, route, duration_ms and user_id are null; request_id is the answer's."""
+    if not request_log.isEnabledFor(logging.INFO):
+        return
+    line = {"event": "request", "method": None, "route": None, "status": status, "duration_ms": None, "user_id": None}
+    record = request_log.makeRecord(request_log.name, logging.INFO, __file__, 0, "request", (), None, extra=line)
+    record.request_id = request_id  # no Flask request here to stamp it (logs.stamp_records_with_request_id)
+    request_log.handle(record)
 
 
 def write_request_timeout(sock: socket.socket) -> None:
@@ -288,3 +304,11 @@ class AppLogger(Logger):
 
     def access(self, resp, req, environ, request_time):
         return None
+
+    def warning(self, msg, *args, **kwargs):
+        """gunicorn's warning for a request it refuses ends with its parser's error, which quotes the
+        client's bytes (the request line with its query string, a header): a token or a password in a
+        URL would land in the log, which OPERATIONS.md forbids. The kind of refusal is kept, the quote cut."""
+        if isinstance(msg, str) and msg.startswith(INVALID_REQUEST_WARNING):
+            msg = re.split("['\"]", msg, maxsplit=1)[0].rstrip(" :")
+        super().warning(msg, *args, **kwargs)
