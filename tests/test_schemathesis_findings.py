@@ -75,3 +75,14 @@ def test_lowercase_t_and_z_of_rfc_3339_are_accepted(api):
     assert task["due_at"] == "2026-07-12T20:05:09.500000Z"
     response = api.get(query_string={"due_after": "2026-07-12t20:05:09z"})
     assert [t["id"] for t in response.json["data"]] == [task["id"]]
+
+
+def test_limits_count_after_trimming_so_edge_whitespace_may_pass_them(api):
+    # schemathesis sent a tag of 51 code points, a no-break space and 50 others, as "too long"
+    # (the document's maxLength counts the raw string); API.md §3 counts after trimming: accepted.
+    title, tag = "t" * 200, "\u00b9\f" + "*" * 48
+    created = api.post(json={"title": "\u2003" + title + " ", "tags": ["\u00a0" + tag]})
+    assert created.status_code == 201, created.json
+    assert (created.json["data"]["title"], created.json["data"]["tags"]) == (title, [tag])
+    for body in ({"title": "t" * 201}, {"title": "x", "tags": ["*" * 51]}):
+        assert_error(api.post(json=body), 400, "validation_error")
