@@ -33,26 +33,33 @@ def map_case(context, case):
         case.body["recurrence"] = None
     if is_task_body and body_negative:
         _keep_too_long_when_trimmed(case.body)
+    if case.operation.label == LIST_TASKS and negative and case.query and "tag" in case.query:
+        tags = case.query["tag"]
+        limit = TRIMMED_LIMITS["tag"]
+        case.query["tag"] = (
+            [_too_long_when_trimmed(tag, limit) for tag in tags]
+            if isinstance(tags, list)
+            else _too_long_when_trimmed(tags, limit)
+        )
     return case
 
 
-TRIMMED_LIMITS = {"title": 200, "tags": 50}  # API.md §3: trimmed, and the limit applies after trimming
+TRIMMED_LIMITS = {"title": 200, "tags": 50, "tag": 50}  # API.md §3: trimmed; the limit applies after trimming
+
+
+def _too_long_when_trimmed(text: object, limit: int) -> object:
+    """A schema-violating string may be "too long" only by whitespace at its ends, which the service
+    trims before it counts (API.md §3) and which no JSON Schema maxLength can leave out: such a
+    string is valid. Its ends become visible characters, so it stays as long and really is too long."""
+    if not isinstance(text, str) or len(text) <= limit or len(text.strip()) > limit:
+        return text
+    core = text.strip()
+    start = text.index(core) if core else 0
+    return "x" * start + core + "x" * (len(text) - start - len(core))
 
 
 def _keep_too_long_when_trimmed(body: dict) -> None:
-    """A schema-violating body may be "too long" only by whitespace at its ends, which the service
-    trims before it counts (API.md §3) and which no JSON Schema maxLength can leave out: such a
-    string is valid. Make those ends visible characters, so the string stays as long and really is
-    too long."""
-
-    def too_long(text: object, limit: int) -> object:
-        if not isinstance(text, str) or len(text) <= limit or len(text.strip()) > limit:
-            return text
-        core = text.strip()
-        start = text.index(core) if core else 0
-        return "x" * start + core + "x" * (len(text) - start - len(core))
-
     if "title" in body:
-        body["title"] = too_long(body["title"], TRIMMED_LIMITS["title"])
+        body["title"] = _too_long_when_trimmed(body["title"], TRIMMED_LIMITS["title"])
     if isinstance(body.get("tags"), list):
-        body["tags"] = [too_long(tag, TRIMMED_LIMITS["tags"]) for tag in body["tags"]]
+        body["tags"] = [_too_long_when_trimmed(tag, TRIMMED_LIMITS["tags"]) for tag in body["tags"]]

@@ -86,3 +86,7 @@ def test_limits_count_after_trimming_so_edge_whitespace_may_pass_them(api):
     assert (created.json["data"]["title"], created.json["data"]["tags"]) == (title, [tag])
     for body in ({"title": "t" * 201}, {"title": "x", "tags": ["*" * 51]}):
         assert_error(api.post(json=body), 400, "validation_error")
+    listed = api.get("", query_string={"tag": "\u00a0" + tag})  # the listing's tag filter is trimmed alike
+    assert listed.status_code == 200, listed.json
+    assert [task["title"] for task in listed.json["data"]] == [title]
+    assert_error(api.get("", query_string={"tag": "*" * 51}), 400, "validation_error")
