@@ -239,7 +239,7 @@ def _load_plain(body: dict[str, Any], *, partial: bool) -> dict[str, Any] | None
 
     Most writes send a few plain fields (a title, a priority, tags, a due date), and marshmallow's
     generic load costs ~30-60 us a request where this costs ~5. Every refusal, and so every error
-    message, still comes from the schema; tests/test_validation.py holds the two equal.
+    message, still comes from the schema; tests/test_task_loading.py holds the two equal.
     """
     if not body.keys() <= _PLAIN_FIELDS.keys() or (partial and not body) or (not partial and "title" not in body):
         return None  # read-only or unknown fields, an empty PATCH, a POST without a title
@@ -251,7 +251,8 @@ def _load_plain(body: dict[str, Any], *, partial: bool) -> dict[str, Any] | None
                 return None
             loaded[name] = value
         elif not partial:
-            loaded[name] = [] if name == "tags" else TASK_INPUT_DEFAULTS[name]  # a list of its own each time
+            default = task_input.fields[name].load_default  # the schema's own default
+            loaded[name] = default() if callable(default) else default  # tags: a list of its own each time
     return loaded
 
 
@@ -304,16 +305,6 @@ _PLAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "recurrence": lambda value: None if value is None else NOT_PLAIN,
     "timezone": _plain_zone,
     "remind_at": _plain_timestamp,
-}
-# What TaskInputSchema gives a field a POST or PUT leaves out (tags: an empty list).
-TASK_INPUT_DEFAULTS: dict[str, Any] = {
-    "description": None,
-    "completed": False,
-    "priority": "none",
-    "due_at": None,
-    "recurrence": None,
-    "timezone": "UTC",
-    "remind_at": None,
 }
 
 
