@@ -1,4 +1,4 @@
-"""Connections as the gunicorn worker serves them: read deadlines (408), and keep-alive after a refusal."""
+"""Connections as the gunicorn worker serves them: read deadlines (408), chunked framing, keep-alive after a refusal."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from itertools import cycle, islice
 
 import pytest
 import requests
-from conftest import SECRET, make_token, read_answer
+from conftest import SECRET, make_token, read_answer, task_row
 
 pytestmark = pytest.mark.process
 
@@ -160,6 +160,16 @@ def test_pipelined_requests_and_a_client_awaiting_100_continue_are_served(start_
         _, _, rest = read_answer(sock)
     assert rest.count(b"HTTP/1.1 200 OK") == 1  # the second answer, behind the first
 
+    body = b'{"title": "pipelined"}'
+    post = (
+        f"POST /api/pipelined/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {make_token('pipelined')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post + body)
+        _, _, rest = read_answer(sock)
+    assert rest.count(b"HTTP/1.1 201 ") == 1  # a request with a body behind another one
+
     body = b'{"title": "after 100 Continue"}'
     head = (
         f"POST /api/continue/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {make_token('continue')}\r\n"
@@ -173,3 +183,167 @@ def test_pipelined_requests_and_a_client_awaiting_100_continue_are_served(start_
         status, _, answer = read_answer(sock)
     assert status == 201
     assert json.loads(answer)["data"]["title"] == "after 100 Continue"
+
+
+# --- chunked bodies (issue 22): the main loop follows the chunk framing before a thread gets the request ---
+
+LONG_DEADLINE_SECONDS = 30  # far beyond ANSWERED_WITHIN_SECONDS: an answer in time cannot have waited for it
+ANSWERED_WITHIN_SECONDS = 10
+WORKER_READS = 64 * 1024 + 1 + 256 * 1024 + 1024  # of a long body: 64 KiB + 1 kept, the rest dropped (1 KiB reads)
+# (a request that stalls, what completes it, and its answer then: 405, a POST to /healthz)
+STALLED_BODIES = {
+    "a chunk whose data is what ends most chunked bodies (CRLF, the last chunk, the final CRLF)": (
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"7\r\n\r\n0\r\n\r\n",
+        b"\r\n0\r\n\r\n",
+    ),
+    "a long body, up to the last KiB the worker reads of it": (
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * (WORKER_READS - 1023),
+        b"x" * 1023,
+    ),
+}
+
+
+def long_deadline_server(start_gunicorn, database_url: str, workers: int = 1):
+    env = {
+        "DATABASE_URL": database_url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "WEB_THREADS": str(THREADS),
+        "REQUEST_BODY_TIMEOUT_SECONDS": str(LONG_DEADLINE_SECONDS),
+    }
+    return start_gunicorn(env, workers=workers)
+
+
+def chunked_head(user_id: str, close: bool = True) -> bytes:
+    connection = "Connection: close\r\n" if close else ""
+    return (
+        f"POST /api/{user_id}/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {make_token(user_id)}\r\n"
+        f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n{connection}\r\n"
+    ).encode()
+
+
+def chunk(data: bytes, extension: bytes = b"", size: bytes | None = None) -> bytes:
+    return (size or b"%x" % len(data)) + extension + b"\r\n" + data + b"\r\n"
+
+
+def exchange_in_time(port: int, *pieces: bytes, pause: float = 0.0) -> tuple[int, dict[str, str], bytes]:
+    """Send the pieces (pausing between them, so that the worker reads them apart) and read the answer,
+    which must come well before the body deadline."""
+    with socket.create_connection(("127.0.0.1", port), timeout=ANSWERED_WITHIN_SECONDS) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(pause)
+        return read_answer(sock)
+
+
+def test_stalled_bodies_hold_no_thread_until_they_have_arrived(start_gunicorn, database_url):
+    """Issue 22: the worker gives a request to a thread only once the thread can read all of it that it reads."""
+    server = long_deadline_server(start_gunicorn, database_url, workers=WORKERS)
+    stalled = []
+    for variant in islice(cycle(STALLED_BODIES), 2 * WORKERS * THREADS + 2):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=ANSWERED_WITHIN_SECONDS)
+        sock.sendall(STALLED_BODIES[variant][0])
+        stalled.append((variant, sock))
+
+    for _ in range(2 * WORKERS * THREADS):
+        assert requests.get(f"{server.url}/healthz", timeout=ANSWERED_WITHIN_SECONDS).status_code == 200
+    for _, sock in stalled:  # still waiting for the rest of their bodies
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)
+
+    for variant, sock in stalled:
+        sock.settimeout(ANSWERED_WITHIN_SECONDS)
+        with sock:
+            sock.sendall(STALLED_BODIES[variant][1])
+            assert read_answer(sock)[0] == 405, variant
+
+
+def test_chunked_bodies_ending_in_an_extension_or_a_trailer_are_served_at_once(start_gunicorn, database_url, conn):
+    server = long_deadline_server(start_gunicorn, database_url)
+    title = b'{"title": "%s"}'
+    endings = {
+        "extension": b"0;note=x\r\n\r\n",
+        "trailer": b"0\r\nX-Checksum: abc\r\n\r\n",
+        "extensions and trailers": b'0 ;note="a;b\\"c" ; flag\r\nX-One: 1\r\nX-Two: 2\r\n\r\n',
+    }
+    for name, ending in endings.items():
+        body = title % name.encode()
+        status, _, answer = exchange_in_time(server.port, chunked_head("chunk-ends") + chunk(body) + ending)
+        assert status == 201, (name, answer)
+        task = json.loads(answer)["data"]
+        assert task["title"] == name
+        assert task_row(conn, task["id"])["title"] == name
+
+
+def test_chunked_bodies_sent_a_byte_at_a_time_are_served(start_gunicorn, database_url, conn):
+    """Every byte its own read: a size line, an extension, a CRLF or a trailer split anywhere."""
+    server = long_deadline_server(start_gunicorn, database_url)
+    body = b'{"title": "a byte at a time", "description": "split at every byte"}'
+    framed = (
+        chunk(body[:3])
+        + chunk(body[3:20], extension=b';ext="q;\\"x" ; flag')
+        + chunk(body[20:], size=b"%04X" % len(body[20:]))
+        + b"0;note=x\r\nX-Trailer: y\r\n\r\n"
+    )
+    status, _, answer = exchange_in_time(
+        server.port, chunked_head("chunk-bytes"), *(framed[at : at + 1] for at in range(len(framed))), pause=0.005
+    )
+    assert status == 201, answer
+    assert task_row(conn, json.loads(answer)["data"]["id"])["description"] == "split at every byte"
+
+    # One byte per chunk, then a pipelined request right behind the last chunk.
+    framed = b"".join(chunk(body[at : at + 1]) for at in range(len(body))) + b"0\r\n\r\n"
+    health = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    status, _, rest = exchange_in_time(server.port, chunked_head("chunk-bytes", close=False) + framed + health)
+    assert status == 201
+    assert rest.count(b"HTTP/1.1 200 OK") == 1
+
+
+MALFORMED_CHUNKED = {
+    "size not hex": (b"zz\r\n", 400),
+    "empty size": (b"\r\nhello\r\n0\r\n\r\n", 400),
+    "data not followed by CRLF": (b"5\r\nhelloXY", 400),
+    "bare LF after the size": (b"5\nhello\r\n0\r\n\r\n", 400),
+    "bad extension": (b"5;=\r\nhello\r\n0\r\n\r\n", 400),
+    "CR in an extension": (b"5;a\rb\r\nhello\r\n0\r\n\r\n", 400),
+    "size line over the limit": (b"1" * 9000, 400),
+    "bare LF in the trailers": (b"0\r\nX-Trailer: y\n", 400),
+    "trailers over the limit": (b"0\r\nX-Big: " + b"y" * 900_000, 431),
+}
+
+
+def test_malformed_chunked_framing_is_a_400_without_waiting_for_more(start_gunicorn, database_url):
+    server = long_deadline_server(start_gunicorn, database_url)
+    for name, (body, expected) in MALFORMED_CHUNKED.items():
+        status, headers, answer = exchange_in_time(server.port, chunked_head("chunk-bad") + body)
+        assert status == expected, (name, answer)
+        assert headers["connection"] == "close"
+        assert json.loads(answer)["error"]["code"] == (
+            "bad_request" if expected == 400 else "request_header_fields_too_large"
+        )
+
+
+def test_chunked_bodies_over_64_kib_of_content_or_of_framing_are_a_413_without_waiting(
+    start_gunicorn, database_url, conn
+):
+    """Past what the worker reads of a body's content (64 KiB + 1 for the app, 256 KiB more dropped), or past
+    64 KiB of framing (size lines, extensions, CRLFs), the 413 does not wait for the rest of the body."""
+    server = long_deadline_server(start_gunicorn, database_url)
+    padded = b'{"title": "padded"' + b" " * 12_000 + b"}"  # in one-byte chunks: 60,000 bytes of framing
+    one_byte_chunks = b"".join(chunk(padded[at : at + 1]) for at in range(len(padded))) + b"0\r\n\r\n"
+    status, _, answer = exchange_in_time(server.port, chunked_head("chunk-big") + one_byte_chunks)
+    assert status == 201, answer
+    assert task_row(conn, json.loads(answer)["data"]["id"])["title"] == "padded"
+
+    stalled = {
+        "content": b"%x\r\n" % (1024 * 1024) + b"x" * (400 * 1024),  # 400 KiB of a 1 MiB chunk
+        "one-byte chunks": chunk(b" ") * 14_000,  # 70,000 bytes of framing
+        "long extensions": chunk(b" ", extension=b";e=" + b"y" * 8000) * 9,  # 72,000 bytes of framing
+    }
+    for name, body in stalled.items():
+        status, headers, answer = exchange_in_time(server.port, chunked_head("chunk-big", close=False) + body)
+        assert status == 413, (name, answer)
+        assert headers["connection"] == "close"
+        assert json.loads(answer)["error"]["code"] == "payload_too_large"

@@ -1,5 +1,5 @@
-"""CORS for the browser frontend (API.md §1): only on /api/, only for CORS_ALLOWED_ORIGINS; a
-preflight needs no token; the API's request headers are allowed and its response headers exposed."""
+"""CORS for the browser frontend (API.md §1, §7): on /api/ and /mcp, only for CORS_ALLOWED_ORIGINS; a
+preflight needs no token; each surface's request headers are allowed and its response headers exposed."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ DEV_ORIGIN = "http://localhost:3000"
 IPV6_ORIGIN = "http://[::1]:3000"
 API_REQUEST_HEADERS = "authorization, content-type, if-match, if-none-match, idempotency-key, x-request-id"
 EXPOSED_HEADERS = {"ETag", "Location", "X-Request-ID", "Retry-After"}
+MCP_REQUEST_HEADERS = "authorization, content-type, mcp-protocol-version, x-request-id"
+MCP_EXPOSED_HEADERS = {"WWW-Authenticate", "X-Request-ID", "Retry-After"}
+PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 
 
 def _app(database_url: str, origins: str) -> Flask:
@@ -132,7 +135,65 @@ def test_options_without_access_control_request_method_still_needs_a_token(cors_
     assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
 
 
-def test_routes_outside_api_get_no_cors_headers(cors_client):
+@pytest.mark.parametrize("origin", [APP_ORIGIN, DEV_ORIGIN, IPV6_ORIGIN, APP_ORIGIN.upper()])
+def test_mcp_preflight_from_an_allowed_origin_needs_no_token_and_allows_the_mcp_headers(cors_client, origin):
+    """Issue 22: the preflight of a browser's POST /mcp was a 401, so the browser never sent the POST."""
+    response = preflight(cors_client, "/mcp", origin, "POST", MCP_REQUEST_HEADERS)
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "WWW-Authenticate" not in response.headers
+    assert response.headers["Access-Control-Allow-Origin"] == origin
+    assert response.headers["Access-Control-Allow-Methods"] == "POST"
+    allowed = response.headers["Access-Control-Allow-Headers"].split(", ")
+    assert sorted(allowed) == sorted(MCP_REQUEST_HEADERS.split(", "))
+    assert response.headers["Access-Control-Max-Age"] == "600"
+    assert "Origin" in response.headers.get_all("Vary")
+    assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+def test_mcp_preflight_allows_only_the_mcp_request_headers(cors_client):
+    response = preflight(cors_client, "/mcp", APP_ORIGIN, "POST", "Content-Type, If-Match, Mcp-Session-Id")
+
+    assert response.headers["Access-Control-Allow-Headers"] == "Content-Type"
+
+
+def test_mcp_answers_to_an_allowed_origin_carry_cors_headers_401_included(cors_client):
+    answer = cors_client.post(
+        "/mcp", json=PING, headers={"Origin": APP_ORIGIN, "Authorization": f"Bearer {make_token('cors-agent')}"}
+    )
+    refused = cors_client.post("/mcp", json=PING, headers={"Origin": DEV_ORIGIN})
+
+    assert answer.status_code == 200 and answer.json["result"] == {}
+    assert answer.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+    assert set(answer.headers["Access-Control-Expose-Headers"].split(", ")) == MCP_EXPOSED_HEADERS
+    assert "Origin" in answer.headers.get_all("Vary")
+    assert_error(refused, 401, "unauthorized")
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert refused.headers["Access-Control-Allow-Origin"] == DEV_ORIGIN  # so that the browser lets the page read it
+    assert set(refused.headers["Access-Control-Expose-Headers"].split(", ")) == MCP_EXPOSED_HEADERS
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example.com", "https://app.example.com.evil.test", "null"])
+@pytest.mark.parametrize("token", [True, False])
+def test_mcp_from_another_origin_is_403_without_cors_headers_preflight_included(cors_client, origin, token):
+    headers = {"Authorization": f"Bearer {make_token('cors-agent')}"} if token else {}
+    answers = [
+        cors_client.post("/mcp", json=PING, headers={"Origin": origin, **headers}),
+        cors_client.options("/mcp", headers={"Origin": origin, "Access-Control-Request-Method": "POST", **headers}),
+    ]
+    for response in answers:
+        assert_error(response, 403, "forbidden")
+        assert cors_headers(response) == {}
+
+
+def test_mcp_options_without_access_control_request_method_is_not_a_preflight(cors_client):
+    response = cors_client.options("/mcp", headers={"Origin": APP_ORIGIN})
+
+    assert_error(response, 401, "unauthorized")
+    assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+
+
+def test_routes_outside_api_and_mcp_get_no_cors_headers(cors_client):
     response = cors_client.get("/healthz", headers={"Origin": APP_ORIGIN})
 
     assert response.status_code == 200

@@ -23,6 +23,10 @@ from .logs import configure_logging, stamp_records_with_request_id
 MAX_BODY_BYTES = 64 * 1024
 CORS_ALLOWED_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-ID"]
 CORS_EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Retry-After"]
+# An MCP client sends MCP-Protocol-Version after initialize (no Mcp-Session-Id: this stateless server
+# issues none), and reads a 401's challenge to know whether its token expired.
+MCP_CORS_ALLOWED_HEADERS = ["Authorization", "Content-Type", "MCP-Protocol-Version", "X-Request-ID"]
+MCP_CORS_EXPOSED_HEADERS = ["WWW-Authenticate", "X-Request-ID", "Retry-After"]
 CORS_MAX_AGE_SECONDS = 600
 _SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
@@ -108,21 +112,28 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
 
 def _enable_cors(app: Flask, origins: tuple[str, ...]) -> None:
-    """CORS on /api/ only, for the configured origins only; a browser frontend sends its token in
-    Authorization, never cookies, so credentials stay off."""
+    """CORS on /api/ and /mcp only, for the configured origins only; a browser frontend or agent sends
+    its token in Authorization, never cookies, so credentials stay off."""
     allowed: str | list[re.Pattern[str]] = "*"
     if "*" not in origins:
         # Exact, whole-string matches (flask-cors would take an IPv6 origin's [ ] for a regex); Vary: Origin.
         allowed = [re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) for origin in origins]
+    api_options = {
+        "methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        "allow_headers": CORS_ALLOWED_HEADERS,
+        "expose_headers": CORS_EXPOSED_HEADERS,
+    }
+    mcp_options = {
+        "methods": ["POST"],
+        "allow_headers": MCP_CORS_ALLOWED_HEADERS,
+        "expose_headers": MCP_CORS_EXPOSED_HEADERS,
+    }
     CORS(
         app,
-        resources={r"/api/.*": {}},
+        resources={r"/api/.*": api_options, mcp.PATH: mcp_options},  # a path without regex characters matches exactly
         origins=allowed,
         send_wildcard=allowed == "*",
         always_send=False,  # no Origin header, no CORS headers
-        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=CORS_ALLOWED_HEADERS,
-        expose_headers=CORS_EXPOSED_HEADERS,
         max_age=CORS_MAX_AGE_SECONDS,
     )
 

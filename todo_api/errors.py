@@ -47,6 +47,7 @@ _REFUSALS: dict[int, tuple[str, str]] = {
     403: ("forbidden", "The request was refused."),
     408: ("request_timeout", "The request's head or body did not arrive in time; the connection is closed."),
     414: ("uri_too_long", "The request line (method, path and query string) is over 4094 bytes."),
+    413: _CODES[413],  # a chunked body whose framing alone is too long (the worker refuses it itself)
     417: ("expectation_failed", "Only Expect: 100-continue is supported."),
     431: ("request_header_fields_too_large", "A request header is over 8190 bytes, or there are over 100."),
     501: ("not_implemented", "This Transfer-Encoding is not supported."),

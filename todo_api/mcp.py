@@ -21,7 +21,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import MethodNotAllowed
 
 from . import operations
-from .auth import authenticate
+from .auth import authenticate, is_cors_preflight
 from .errors import ApiError, invalid, not_found, validation_error
 from .schemas import complete_input, dump_task, list_query, task_input, task_patch
 from .tasks import MAX_TASK_ID  # the id column is a bigint: a larger id names no task
@@ -70,18 +70,25 @@ class Tool:
 
 
 @bp.before_app_request
-def guard_mcp_requests() -> None:
+def guard_mcp_requests() -> Response | None:
     """Every request to /mcp, whatever its method: an Origin not allowed is a 403 (DNS rebinding),
-    then the bearer token (401, as under /api/), and only then the method (405, Allow: POST)."""
+    then the bearer token (401, as under /api/), and only then the method (405, Allow: POST).
+
+    A CORS preflight from an allowed Origin needs no token (browsers never send one): it gets the
+    plain OPTIONS answer, which flask-cors fills in (todo_api/__init__.py).
+    """
     if request.path != PATH:
-        return
+        return None
     origin = request.headers.get("Origin")
     if origin is not None and not _origin_allowed(origin):
         raise ApiError(403, "Requests from this Origin may not call /mcp.")
+    if is_cors_preflight():
+        return current_app.make_default_options_response()
     authenticate(None)
     if isinstance(request.routing_exception, MethodNotAllowed):
         # GET would open an event stream, DELETE end a session: this stateless server has neither.
         raise MethodNotAllowed(valid_methods=["POST"])
+    return None
 
 
 def _origin_allowed(origin: str) -> bool:

@@ -7,13 +7,17 @@ byte arrives; the thread then reads the request head, and the app the body, bloc
 deadline, so a few clients that send a byte and stop hold every thread. Here the main loop, which
 already polls idle connections, reads the head without blocking and gives the connection to a
 thread only once the head is complete, within REQUEST_HEAD_TIMEOUT_SECONDS of the connection opening
-(or of the first byte of a kept-alive one). The thread then reads the body, all of it before the app
-runs, within REQUEST_BODY_TIMEOUT_SECONDS for all its reads together. A client late with either is
+(or of the first byte of a kept-alive one), and then the body, up to what the thread will read of it:
+Content-Length bytes, or a chunked body followed through its framing (chunked.py) to its end or to what
+gunicorn refuses in it. The thread reads the body before the app runs, within REQUEST_BODY_TIMEOUT_SECONDS
+for all its reads together, a backstop only: it finds it buffered. A client late with either is
 answered 408 in the envelope and the connection closed (one that sent nothing is just closed).
 
 Bodies over 64 KiB. The thread keeps the first 64 KiB + 1 bytes (enough for the app's 413) and reads
 and drops up to 256 KiB more, so that the connection stays usable after the 413; a body longer still
 is answered with `Connection: close` (RFC 9112 §9.6) rather than cut off behind a keep-alive answer.
+A chunked body whose framing alone (size lines, extensions, CRLFs) passes 64 KiB before the body
+has ended is answered 413 and closed on the main loop: a thread would wait for the content.
 
 Closing without lingering. gunicorn's graceful close waits on the main loop, up to 2 s, for the
 client's FIN, and a client that never sends it would stall every connection of the worker meanwhile.
@@ -47,19 +51,23 @@ from functools import partial
 
 from gunicorn import util
 from gunicorn.glogging import Logger
-from gunicorn.http.message import Request
+from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS, Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from . import MAX_BODY_BYTES, request_log
+from .chunked import ChunkedBody
 from .config import load_settings
 from .errors import refusal
 
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")  # the parser refuses a bare LF at once: no need to wait for more
-LAST_CHUNK = b"\r\n0\r\n\r\n"  # the usual end of a chunked body (no extension, no trailer)
+HEAD_END_OVERLAP = 3  # a head's end split across reads starts at most this many bytes before the new ones
 CHUNKED = -1
 READ_BYTES = 64 * 1024
 DRAIN_BYTES = 256 * 1024  # dropped past the 64 KiB + 1 kept, so that the connection stays usable after a 413
-BUFFERED_BODY_BYTES = MAX_BODY_BYTES + 1 + DRAIN_BYTES + 1  # enough to tell the thread the body is longer
+# All of a body read_body may read: 64 KiB + 1 kept, 256 KiB + 1 dropped, the last of it asked of
+# gunicorn's Body, which reads at least 1 KiB at a time. With this much buffered the thread never waits.
+BODY_READ_BYTES = MAX_BODY_BYTES + 1 + DRAIN_BYTES + 1024
+MAX_CHUNK_FRAMING_BYTES = 64 * 1024  # a chunked body's size lines, extensions and CRLFs: as much as its content
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 INVALID_REQUEST_WARNING = "Invalid request from ip="  # how gunicorn's Worker.handle_error starts its warning
 
@@ -123,8 +131,10 @@ class Connection(TConn):
 
     def start_request(self) -> None:
         self.received = bytearray()  # the request's bytes so far: its head, then its body
+        self.searched = 0  # where the search for the head's end goes on
         self.body_at: int | None = None  # where the body starts, once the head is complete
         self.body_size = 0
+        self.chunked: ChunkedBody | None = None  # a chunked body's framing, followed as it arrives
         self.body_deadline: float | None = None
 
     def init(self) -> None:
@@ -172,6 +182,12 @@ class ApiThreadWorker(ThreadWorker):
         # A head this long is refused (414 or 431) by the parser from these bytes alone.
         cfg = self.cfg
         self.max_head_bytes = cfg.limit_request_line + cfg.limit_request_fields * (cfg.limit_request_field_size + 2) + 8
+        # gunicorn's chunked reader refuses a size line or a trailer section that has not ended by these
+        # (ChunkedReader's limits, from the request's as gunicorn.http.message.Message sets them).
+        fields = cfg.limit_request_fields if 0 < cfg.limit_request_fields <= MAX_HEADERS else MAX_HEADERS
+        field_size = cfg.limit_request_field_size if cfg.limit_request_field_size > 0 else DEFAULT_MAX_HEADERFIELD_SIZE
+        self.max_chunk_size_line = field_size
+        self.max_trailer_bytes = fields * (field_size + 2) + 4
         super().init_process()
 
     def accept(self, listener: socket.socket) -> None:
@@ -205,8 +221,8 @@ class ApiThreadWorker(ThreadWorker):
             self.go_on(conn, arrived)
 
     def receive(self, conn: Connection) -> bool | None:
-        """Read what has come: True once the request is in, False if the client has gone, else None."""
-        since = max(len(conn.received) - len(LAST_CHUNK), 0)  # what came before was searched already
+        """Read what has come: True once the request is in, False if the client has gone (or has been
+        refused here), else None."""
         try:
             data = conn.sock.recv(READ_BYTES)
         except BlockingIOError:
@@ -216,7 +232,7 @@ class ApiThreadWorker(ThreadWorker):
         if data == b"":
             return False
         conn.received += data or b""
-        return True if self.request_arrived(conn, since) else None
+        return self.request_arrived(conn)
 
     def go_on(self, conn: Connection, arrived: bool) -> None:
         if arrived:
@@ -226,24 +242,31 @@ class ApiThreadWorker(ThreadWorker):
             self.nr_conns -= 1
             conn.close()
 
-    def request_arrived(self, conn: Connection, since: int) -> bool:
-        """Whether the head, and the body its framing announces (up to what a thread needs), are in."""
+    def request_arrived(self, conn: Connection) -> bool | None:
+        """True once the head, and the body its framing announces (up to what a thread reads), are in;
+        None while more must come; False if the request has been refused here (413: see the module docstring)."""
         if conn.body_at is None:
-            ends = [at + len(end) for end in HEAD_ENDS if (at := conn.received.find(end, since)) >= 0]
+            ends = [at + len(end) for end in HEAD_ENDS if (at := conn.received.find(end, conn.searched)) >= 0]
             if not ends:
-                return len(conn.received) > self.max_head_bytes
+                conn.searched = max(len(conn.received) - HEAD_END_OVERLAP, 0)
+                return True if len(conn.received) > self.max_head_bytes else None
             conn.body_at = min(ends)
             conn.body_size, expects_continue = read_framing(bytes(conn.received[: conn.body_at]))
+            if conn.body_size == CHUNKED:
+                conn.chunked = ChunkedBody(conn.body_at, self.max_chunk_size_line, self.max_trailer_bytes)
             conn.timeout = conn.body_deadline = time.monotonic() + self.body_timeout
             if expects_continue:
                 with contextlib.suppress(OSError):
                     conn.sock.send(CONTINUE)
-        body_bytes = len(conn.received) - conn.body_at
-        if conn.body_size == CHUNKED:
-            return (
-                body_bytes >= BUFFERED_BODY_BYTES or conn.received.find(LAST_CHUNK, max(since, conn.body_at - 2)) >= 0
-            )
-        return body_bytes >= min(conn.body_size, BUFFERED_BODY_BYTES)
+        if conn.chunked is None:
+            return True if len(conn.received) - conn.body_at >= min(conn.body_size, BODY_READ_BYTES) else None
+        if conn.chunked.ended(conn.received) or conn.chunked.data_bytes >= BODY_READ_BYTES:
+            return True
+        if conn.chunked.framing_bytes > MAX_CHUNK_FRAMING_BYTES:
+            with contextlib.suppress(OSError):  # a client not reading is closed all the same
+                write_error_envelope(conn.sock, 413, "Payload Too Large", "")
+            return False
+        return None
 
     def murder_pending(self) -> None:
         """Act on late requests: a late head is answered 408 (if any of it came) and closed; a late
