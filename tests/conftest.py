@@ -236,7 +236,7 @@ class Gunicorn:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy to answer within the second
                 pass
             time.sleep(0.1)
         raise RuntimeError("gunicorn did not become ready")
