@@ -15,7 +15,14 @@ from conftest import assert_error, free_port, make_settings, make_token, task_ro
 
 from todo_api import create_app
 from todo_api.logs import JsonFormatter
-from todo_api.schemas import ListQuerySchema, ReadOnly, TaskInputSchema, TaskPatchSchema, TaskSchema
+from todo_api.schemas import (
+    READ_ONLY_FIELDS,
+    ListQuerySchema,
+    ReadOnly,
+    TaskInputSchema,
+    TaskPatchSchema,
+    TaskSchema,
+)
 
 TOOL_NAMES = ["list_tasks", "get_task", "add_task", "update_task", "complete_task", "delete_task"]
 
@@ -523,6 +530,18 @@ def test_bad_arguments_are_a_validation_error_naming_them(mcp, conn, name, argum
     error = mcp.error(name, "validation_error", **arguments)
     assert field in error["details"], error
     assert all(isinstance(message, str) for messages in error["details"].values() for message in messages)
+    row = task_row(conn, own["id"])
+    assert (row["title"], row["version"]) == ("Mine", 1) and count_tasks(conn, mcp.user_id) == 1
+
+
+@pytest.mark.parametrize("value", [None, 1], ids=["null", "number"])
+@pytest.mark.parametrize("field", READ_ONLY_FIELDS)
+@pytest.mark.parametrize("name", ["add_task", "update_task"])
+def test_read_only_fields_are_refused_whatever_their_value_null_included(mcp, conn, name, field, value):
+    own = mcp.ok("add_task", title="Mine")
+    arguments = {"title": "Changed", field: value, **({"task_id": own["id"]} if name == "update_task" else {})}
+    error = mcp.error(name, "validation_error", **arguments)
+    assert error["details"] == {field: ["This field is read-only."]}
     row = task_row(conn, own["id"])
     assert (row["title"], row["version"]) == ("Mine", 1) and count_tasks(conn, mcp.user_id) == 1
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from . import recurrence
 
@@ -82,12 +82,12 @@ class Timestamp(fields.Field):
 
 
 class ReadOnly(fields.Field):
-    """A field the server owns: present in output, refused in input."""
+    """A field the server owns: present in output, refused in input whatever its value, null included."""
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(allow_none=True, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        # Field.deserialize would answer null itself ("may not be null", or None with allow_none).
+        if value is missing:
+            return missing
         raise ValidationError("This field is read-only.")
 
 
