@@ -1,5 +1,5 @@
 """Marshmallow schemas: task input (strict types, NUL and unknown fields refused), task output,
-list query parameters, and the {data, meta} envelope."""
+and list query parameters."""
 
 from __future__ import annotations
 
@@ -452,7 +452,3 @@ task_patch = TaskPatchSchema()
 complete_input = CompleteSchema()
 list_query = ListQuerySchema()
 sync_query = SyncQuerySchema()
-
-
-def envelope(data: Any, request_id: str | None, **meta: Any) -> dict[str, Any]:
-    return {"data": data, "meta": {"request_id": request_id, **meta}}
