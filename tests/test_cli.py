@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 import jwt
 import psycopg
 import pytest
+import requests
 from conftest import SECRET, free_port
 
 from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT, parse_ttl
 from todo_api.config import ConfigError, load_settings
+from todo_api.db import defaults_hold
 from todo_api.embedded import EmbeddedPostgres
 
 VALID = {"DATABASE_URL": "postgresql://u@127.0.0.1/db", "BETTER_AUTH_SECRET": SECRET}
@@ -185,3 +194,105 @@ def test_serve_with_bad_configuration_exits_with_one_line():
     result = todo_api("serve", "--port", str(free_port()), env={**VALID, "LOG_FORMAT": "xml"})
     assert result.returncode == 2
     assert result.stderr.strip() == "configuration error: LOG_FORMAT must be json or text, got 'xml'"
+
+
+# --- todo-api serve: a real process ------------------------------------------------------------
+
+
+def serve(port: int, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`todo-api serve` on 127.0.0.1:port, its output (stdout and stderr) into `log`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(SERVE_SETTINGS)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "todo_api.cli", "serve", "--port", str(port), "--workers", "2"],
+        env={**clean, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=PROJECT_ROOT,
+    )
+
+
+SERVE_SETTINGS = ("DATABASE_URL", "BETTER_AUTH", "JWT_", "DB_", "LOG_", "PORT", "HOST", "WEB_", "TODO_API_")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)  # serve passes it on to gunicorn, then stops the embedded database
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def log_events(path: Path) -> list[str]:
+    lines = path.read_text().splitlines()
+    return [json.loads(line).get("event", "") for line in lines if line.startswith("{")]
+
+
+def wait_for(condition: Callable[[], bool], server: subprocess.Popen[bytes], log_path: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert server.poll() is None, f"serve exited with {server.returncode}: {log_path.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, log_path.read_text()[-2000:]
+        time.sleep(0.2)
+
+
+def ready(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_serve_on_a_port_in_use_exits_at_once_with_one_line_naming_port(tmp_path):
+    data = tmp_path / "data"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        try:  # bounded: over within 5 s (gunicorn alone would retry the bind for 5 s, then fail)
+            result = todo_api("serve", "--port", str(port), env={"TODO_API_DATA_DIR": str(data)}, timeout=5)
+        finally:
+            if data.exists():  # it started the embedded database after all: stop it
+                EmbeddedPostgres(data / "postgres").stop()
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} " in lines[0] and f"PORT={port + 1} make run" in lines[0]
+    assert "serving" not in result.stdout + result.stderr
+    assert not data.exists(), "the embedded database was started"
+
+
+def test_serve_gives_the_embedded_database_the_defaults_so_its_log_starts_quiet(tmp_path):
+    data, log_path, port = tmp_path / "data", tmp_path / "serve.log", free_port()
+    checked = ("db.settings_are_defaults", "db.settings_per_transaction")
+    with open(log_path, "wb") as log:
+        server = serve(port, {"TODO_API_DATA_DIR": str(data), "LOG_LEVEL": "DEBUG"}, log)
+        try:
+            # Each of the 2 workers' pools checks its first connection (gunicorn.conf.py opens them at boot).
+            wait_for(lambda: sum(e in checked for e in log_events(log_path)) >= 2, server, log_path, 120)
+            assert ready(port)
+            with psycopg.connect(EmbeddedPostgres(data / "postgres").url()) as conn:
+                assert defaults_hold(conn, 5000)
+        finally:
+            stop(server)
+            EmbeddedPostgres(data / "postgres").stop()  # serve has stopped it, unless it failed to
+    events = log_events(log_path)
+    assert "db.settings_per_transaction" not in events
+    assert events.count("db.settings_are_defaults") == 2
+
+
+def test_serve_leaves_the_settings_of_a_database_url_alone(blank_database, tmp_path):
+    log_path, port = tmp_path / "serve.log", free_port()
+    with open(log_path, "wb") as log:
+        server = serve(port, {"DATABASE_URL": blank_database, "BETTER_AUTH_SECRET": SECRET}, log)
+        try:
+            wait_for(lambda: ready(port), server, log_path, 60)
+        finally:
+            stop(server)
+    with psycopg.connect(blank_database) as conn:
+        settings = conn.execute(
+            "SELECT count(*) FROM pg_db_role_setting WHERE setdatabase IN"
+            " (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()
+    assert settings == (0,)
+    assert "db.settings_per_transaction" in log_events(log_path)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from conftest import free_port
 
 from todo_api import cli
 from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT
@@ -205,7 +206,7 @@ def test_image_cmd_is_what_todo_api_serve_runs(monkeypatch):
     monkeypatch.setattr(signal, "signal", lambda *args: None)
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@127.0.0.1/db")
     monkeypatch.setenv("BETTER_AUTH_SECRET", "x" * 48)
-    assert cli.serve("127.0.0.1", 8000, None) == 0
+    assert cli.serve("127.0.0.1", free_port(), None) == 0  # serve checks that it can bind the port first
     (command,) = started
     assert command[-1] == app
     assert command[command.index("-c") + 1] == str(PROJECT_ROOT / config)

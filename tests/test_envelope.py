@@ -6,6 +6,7 @@ import json
 import logging
 from urllib.parse import quote
 
+import orjson
 import pytest
 from conftest import SECRET, assert_error, make_settings, make_token
 
@@ -194,3 +195,19 @@ def test_extra_slashes_under_api_get_the_envelope_never_a_redirect(api, client, 
     else:
         assert_error(answers[1], 404, "not_found")
     assert all("Location" not in answer.headers for answer in answers)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_an_unknown_key_with_a_lone_surrogate_is_a_400_in_strict_json(api, conn, method):
+    """Python's json reads "\\ud800" as a lone surrogate, which strict JSON cannot carry: the key named
+    in details is written with the surrogate as the text \\ud800, never a 500 or a body a strict parser refuses."""
+    task = api.create(title="Keep")
+    path = "" if method == "POST" else f"/{task['id']}"
+    body = b'{"title": "Changed", "\\ud800": 1, "caf\\u00e9\\udfff": 2}'
+    response = api.request(method, path, data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    answer = orjson.loads(response.get_data())  # strict: refuses invalid UTF-8 and lone surrogates, escaped or not
+    assert answer["error"]["code"] == "validation_error"
+    assert answer["error"]["details"] == {"\\ud800": ["Unknown field."], "café\\udfff": ["Unknown field."]}
+    row = conn.execute("SELECT title, version FROM tasks WHERE id = %s", [task["id"]]).fetchone()
+    assert (row["title"], row["version"]) == ("Keep", 1)

@@ -6,6 +6,7 @@ import json
 import runpy
 import socket
 
+import orjson
 import pytest
 import requests
 from conftest import SECRET, make_token, read_answer
@@ -109,3 +110,25 @@ def test_gunicorn_runs_the_api_worker_and_a_logger_that_skips_the_access_log(mon
 
     monkeypatch.setattr(logger, "atoms", atoms)
     logger.access(None, None, {}, None)
+
+
+def compact(body: bytes) -> bool:
+    """Whether `body` is strict JSON (valid UTF-8, no lone surrogate) written in the one compact style."""
+    return body == orjson.dumps(orjson.loads(body))
+
+
+def test_every_envelope_is_written_in_one_compact_style(start_gunicorn, database_url):
+    server = start_gunicorn({"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}, workers=1)
+    headers = {"Authorization": f"Bearer {make_token('style-user')}"}
+    tasks = f"{server.url}/api/style-user/tasks"
+    answers = {
+        "success": requests.post(tasks, json={"title": "Café ☕", "tags": ["é"]}, headers=headers, timeout=10),
+        "error": requests.post(tasks, json={"title": "", "clé": 1}, headers=headers, timeout=10),
+        "health": requests.get(f"{server.url}/healthz", timeout=10),
+    }
+    assert [answer.status_code for answer in answers.values()] == [201, 400, 200]
+    status, _, refusal = raw_exchange(server, f"GET /api/u/tasks?q={'x' * 5000} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert status == 414
+    for kind, body in {**{kind: answer.content for kind, answer in answers.items()}, "refusal": refusal}.items():
+        assert compact(body), (kind, body)
+    assert "Café ☕".encode() in answers["success"].content and "clé".encode() in answers["error"].content

@@ -10,12 +10,20 @@ import uuid
 from typing import Any
 
 import jsonschema
+import orjson
 import pytest
 from conftest import assert_error, free_port, make_settings, make_token, task_row
 
 from todo_api import create_app
 from todo_api.logs import JsonFormatter
-from todo_api.schemas import ListQuerySchema, ReadOnly, TaskInputSchema, TaskPatchSchema, TaskSchema
+from todo_api.schemas import (
+    READ_ONLY_FIELDS,
+    ListQuerySchema,
+    ReadOnly,
+    TaskInputSchema,
+    TaskPatchSchema,
+    TaskSchema,
+)
 
 TOOL_NAMES = ["list_tasks", "get_task", "add_task", "update_task", "complete_task", "delete_task"]
 
@@ -280,6 +288,35 @@ def test_the_answer_carries_the_request_id_as_sent(mcp, request_id):
     assert response.status_code == 200 and response.json["id"] == request_id
 
 
+def test_an_id_that_is_not_unicode_text_is_32600_with_a_null_id_in_strict_json(mcp):
+    """A lone surrogate cannot be echoed in strict JSON (RFC 8259 §8.2, RFC 7493): such an id is no
+    JSON-RPC string, and the request is invalid (docs/mcp.md)."""
+    response = mcp.post('{"jsonrpc": "2.0", "id": "a\\ud800", "method": "ping"}')
+    assert response.status_code == 400
+    answer = orjson.loads(response.get_data())  # strict: refuses lone surrogates, escaped or not
+    assert answer["id"] is None and answer["error"]["code"] == -32600 and "result" not in answer
+
+
+def test_an_id_with_an_escaped_surrogate_pair_is_echoed(mcp):
+    response = mcp.post('{"jsonrpc": "2.0", "id": "\\ud83d\\ude00", "method": "ping"}')
+    assert response.status_code == 200
+    assert orjson.loads(response.get_data()) == {"jsonrpc": "2.0", "id": "\U0001f600", "result": {}}
+
+
+def test_lone_surrogates_elsewhere_in_a_message_still_answer_strict_json(mcp, conn):
+    unknown_method = mcp.post('{"jsonrpc": "2.0", "id": 1, "method": "x\\udfff"}')
+    assert orjson.loads(unknown_method.get_data())["error"]["code"] == -32601
+    call = '{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": %s}'
+    unknown_tool = mcp.post(call % '{"name": "\\ud800", "arguments": {}}')
+    assert orjson.loads(unknown_tool.get_data())["error"]["code"] == -32602
+    bad_argument = mcp.post(call % '{"name": "add_task", "arguments": {"title": "x", "\\ud800": 1}}')
+    result = orjson.loads(bad_argument.get_data())["result"]
+    assert result["isError"] is True
+    assert result["structuredContent"]["error"]["details"] == {"\\ud800": ["Unknown field."]}
+    assert orjson.loads(result["content"][0]["text"]) == result["structuredContent"]
+    assert count_tasks(conn, mcp.user_id) == 0
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -523,6 +560,18 @@ def test_bad_arguments_are_a_validation_error_naming_them(mcp, conn, name, argum
     error = mcp.error(name, "validation_error", **arguments)
     assert field in error["details"], error
     assert all(isinstance(message, str) for messages in error["details"].values() for message in messages)
+    row = task_row(conn, own["id"])
+    assert (row["title"], row["version"]) == ("Mine", 1) and count_tasks(conn, mcp.user_id) == 1
+
+
+@pytest.mark.parametrize("value", [None, 1], ids=["null", "number"])
+@pytest.mark.parametrize("field", READ_ONLY_FIELDS)
+@pytest.mark.parametrize("name", ["add_task", "update_task"])
+def test_read_only_fields_are_refused_whatever_their_value_null_included(mcp, conn, name, field, value):
+    own = mcp.ok("add_task", title="Mine")
+    arguments = {"title": "Changed", field: value, **({"task_id": own["id"]} if name == "update_task" else {})}
+    error = mcp.error(name, "validation_error", **arguments)
+    assert error["details"] == {field: ["This field is read-only."]}
     row = task_row(conn, own["id"])
     assert (row["title"], row["version"]) == ("Mine", 1) and count_tasks(conn, mcp.user_id) == 1
 

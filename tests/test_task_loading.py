@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from todo_api.schemas import (
+    READ_ONLY_FIELDS,
     _load_plain,
     complete_input,
     load_complete,
@@ -142,6 +143,15 @@ def test_plain_bodies_take_the_shortcut(body):
     assert _load_plain(body, partial=True) is not None
 
 
+@pytest.mark.parametrize("value", [None, 1, "x", "2026-12-01T09:00:00Z"])
+@pytest.mark.parametrize("field", READ_ONLY_FIELDS)
+def test_read_only_fields_are_refused_whatever_their_value(field, value):
+    for load, schema, _ in LOADERS:
+        expected = ("refused", {field: ["This field is read-only."]})
+        assert outcome(schema.load, {"title": "x", field: value}) == expected
+        assert outcome(load, {"title": "x", field: value}) == expected
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -189,7 +199,7 @@ values = (
     | st.sampled_from(["none", "low", "medium", "high", "High", "UTC", "Europe/Berlin", "Etc/GMT+1", "FREQ=DAILY"])
     | st.lists(texts, max_size=22)
 )
-bodies = st.dictionaries(st.sampled_from([*WRITABLE, "id", "version", "colour"]), values, max_size=6)
+bodies = st.dictionaries(st.sampled_from([*WRITABLE, *READ_ONLY_FIELDS, "colour"]), values, max_size=6)
 plain_bodies = st.fixed_dictionaries(
     {"title": texts},
     optional={

@@ -7,6 +7,8 @@ import io
 import pytest
 from conftest import assert_error, task_row
 
+from todo_api.schemas import READ_ONLY_FIELDS
+
 
 def count_tasks(conn, user_id: str) -> int:
     return conn.execute("SELECT count(*) AS n FROM tasks WHERE user_id = %s", [user_id]).fetchone()["n"]
@@ -109,6 +111,19 @@ def test_read_only_and_unknown_fields_are_named(api, conn, field):
     error = assert_error(api.post(json={"title": "x", field: 1}), 400, "validation_error")
     assert field in error["details"]
     assert count_tasks(conn, api.user_id) == 0
+
+
+@pytest.mark.parametrize("value", [None, 1], ids=["null", "number"])
+@pytest.mark.parametrize("field", READ_ONLY_FIELDS)
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_read_only_fields_are_400_whatever_their_value_null_included_and_write_nothing(api, conn, method, field, value):
+    task = api.create(title="Keep")
+    path = "" if method == "POST" else f"/{task['id']}"
+    error = assert_error(api.request(method, path, json={"title": "Changed", field: value}), 400, "validation_error")
+    assert error["details"] == {field: ["This field is read-only."]}
+    row = task_row(conn, task["id"])
+    assert (row["title"], row["version"]) == ("Keep", 1)
+    assert count_tasks(conn, api.user_id) == 1
 
 
 def test_all_offending_fields_are_named_at_once(api):

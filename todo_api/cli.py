@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import random
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +28,8 @@ from .embedded import EmbeddedPostgres
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _WHEEL_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"  # installed from a wheel (setup.cfg)
 MIGRATIONS_DIR = _WHEEL_MIGRATIONS_DIR if _WHEEL_MIGRATIONS_DIR.is_dir() else PROJECT_ROOT / "migrations"
-DATA_DIR = PROJECT_ROOT / ".data"
+# The embedded database and the dev secret; TODO_API_DATA_DIR moves them (tests, a second checkout's data).
+DATA_DIR = Path(os.environ.get("TODO_API_DATA_DIR") or PROJECT_ROOT / ".data")
 DEV_SECRET_FILE = DATA_DIR / "dev-secret"
 
 
@@ -97,7 +100,7 @@ def _dev_secret(create: bool) -> str | None:
         return DEV_SECRET_FILE.read_text().strip()
     if not create:
         return None
-    DATA_DIR.mkdir(exist_ok=True)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     DEV_SECRET_FILE.write_text(secrets.token_urlsafe(48))
     DEV_SECRET_FILE.chmod(0o600)
     return DEV_SECRET_FILE.read_text().strip()
@@ -186,8 +189,28 @@ def seed(users: int, tasks_per_user: int) -> list[str]:
 # --- serve -----------------------------------------------------------------------------------
 
 
+def check_port(host: str, port: int) -> None:
+    """Bind HOST:PORT as gunicorn will (SO_REUSEADDR), and let go: a port in use is one line now,
+    rather than a server that says it serves and then retries the bind for five seconds."""
+    other = port + 1 if port < 65535 else port - 1
+    pick = f"pick another port: PORT={other} make run (or todo-api serve --port {other})"
+    if not 0 < port < 65536:
+        raise CommandError(f"port {port} is not a TCP port (1-65535): {pick}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CommandError(f"port {port} on {host} is already in use (another server?); {pick}") from None
+            raise CommandError(f"cannot listen on {host}:{port} ({error.strerror}); {pick}") from None
+
+
 def serve(host: str, port: int, workers: int | None) -> int:
-    """Run gunicorn; with DATABASE_URL unset, on the embedded database (migrated first)."""
+    """Run gunicorn; with DATABASE_URL unset, on the embedded database (migrated first, and given the
+    settings `set-db-defaults` gives, so the service runs on the fast path from the start)."""
+    check_port(host, port)  # before anything starts or says it serves
     env = dict(os.environ)
     embedded = None
     if not env.get("DATABASE_URL", "").strip():
@@ -197,6 +220,7 @@ def serve(host: str, port: int, workers: int | None) -> int:
             env["BETTER_AUTH_SECRET"] = _dev_secret(create=True) or ""
         os.environ["DATABASE_URL"] = env["DATABASE_URL"]
         applied = migrate()
+        set_db_defaults()  # the project's own database: a DATABASE_URL's is left to its operator
         print(
             f"embedded PostgreSQL on {embedded.url()} (data in {embedded.data_dir}); {applied} migration(s) applied",
             file=sys.stderr,

@@ -175,6 +175,11 @@ class Database:
                 "(todo-api set-db-defaults makes them the defaults and saves that work)",
                 extra={"event": "db.settings_per_transaction"},
             )
+        elif holds and was is None:  # the first connection checked: the fast path, said quietly
+            log.debug(
+                "the database's defaults are DB_STATEMENT_TIMEOUT_MS and UTC: no transaction sets them",
+                extra={"event": "db.settings_are_defaults"},
+            )
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Row]]:

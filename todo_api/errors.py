@@ -11,10 +11,12 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from flask import Flask, Response, current_app, g, json
+from flask import Flask, Response, current_app, g
 from marshmallow import ValidationError
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from .envelope import encode_envelope
 
 log = logging.getLogger("todo_api.errors")
 
@@ -108,12 +110,9 @@ def not_found(message: str = "No such task.") -> ApiError:
 
 
 def envelope_response(status: int, code: str, message: str, details: dict[str, Any]) -> Response:
-    body = {
-        "data": None,
-        "error": {"code": code, "message": message, "details": details},
-        "meta": {"request_id": g.get("request_id")},
-    }
-    return current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
+    error = {"code": code, "message": message, "details": details}
+    body = encode_envelope(None, g.get("request_id"), error=error)
+    return current_app.response_class(body, status=status, mimetype="application/json")
 
 
 def _handle_api_error(error: ApiError) -> Response:

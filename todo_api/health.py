@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, json
+from flask import Blueprint, Response, current_app, g
 
+from .envelope import encode_envelope
 from .errors import ApiError
-from .schemas import envelope
 
 bp = Blueprint("health", __name__)
 
 
 def _ok(data: dict[str, str]) -> Response:
-    return current_app.response_class(json.dumps(envelope(data, g.request_id)), mimetype="application/json")
+    return current_app.response_class(encode_envelope(data, g.request_id), mimetype="application/json")
 
 
 @bp.get("/healthz")

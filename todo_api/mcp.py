@@ -22,6 +22,7 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from . import operations
 from .auth import authenticate, is_cors_preflight
+from .envelope import encode
 from .errors import ApiError, invalid, not_found, validation_error
 from .schemas import complete_input, dump_task, list_query, task_input, task_patch
 from .tasks import MAX_TASK_ID  # the id column is a bigint: a larger id names no task
@@ -132,9 +133,21 @@ def _is_request(message: Any) -> bool:
         isinstance(message, dict)
         and message.get("jsonrpc") == "2.0"
         and isinstance(message.get("method"), str)
-        and ("id" not in message or isinstance(message["id"], str) or type(message["id"]) is int)
+        and ("id" not in message or _is_text(message["id"]) or type(message["id"]) is int)
         and isinstance(message.get("params", {}), dict)
     )
+
+
+def _is_text(value: Any) -> bool:
+    """A string of Unicode characters: not one with a lone surrogate ("\\ud800"), which no strict JSON
+    parser accepts back, so that such an id could not be echoed (docs/mcp.md)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _loggable(method: str, params: dict[str, Any]) -> str | None:
@@ -145,7 +158,7 @@ def _loggable(method: str, params: dict[str, Any]) -> str | None:
 
 
 def _answer(request_id: str | int | None, body: dict[str, Any], status: int) -> Response:
-    text = json.dumps({"jsonrpc": "2.0", "id": request_id, **body})
+    text = encode({"jsonrpc": "2.0", "id": request_id, **body})
     return current_app.response_class(text, status=status, mimetype="application/json")
 
 
@@ -194,7 +207,7 @@ def _call_tool(request_id: str | int, params: dict[str, Any]) -> Response:
         if error.status >= 500:
             raise  # the REST API's 5xx (503 with Retry-After), not a tool result
         structured, failed = {"error": {"code": error.code, "message": error.message, "details": error.details}}, True
-    content = [{"type": "text", "text": json.dumps(structured)}]
+    content = [{"type": "text", "text": encode(structured).decode()}]
     return _result(request_id, {"content": content, "structuredContent": structured, "isError": failed})
 
 

@@ -1,5 +1,5 @@
 """Marshmallow schemas: task input (strict types, NUL and unknown fields refused), task output,
-list query parameters, and the {data, meta} envelope."""
+and list query parameters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, post_load, validate, validates_schema
 
 from . import recurrence
 
@@ -82,12 +82,12 @@ class Timestamp(fields.Field):
 
 
 class ReadOnly(fields.Field):
-    """A field the server owns: present in output, refused in input."""
+    """A field the server owns: present in output, refused in input whatever its value, null included."""
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(allow_none=True, **kwargs)
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        # Field.deserialize would answer null itself ("may not be null", or None with allow_none).
+        if value is missing:
+            return missing
         raise ValidationError("This field is read-only.")
 
 
@@ -452,7 +452,3 @@ task_patch = TaskPatchSchema()
 complete_input = CompleteSchema()
 list_query = ListQuerySchema()
 sync_query = SyncQuerySchema()
-
-
-def envelope(data: Any, request_id: str | None, **meta: Any) -> dict[str, Any]:
-    return {"data": data, "meta": {"request_id": request_id, **meta}}

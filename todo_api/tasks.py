@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from flask import Blueprint, Response, current_app, g, json, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import NotFound
@@ -14,8 +13,9 @@ from werkzeug.routing import BaseConverter
 from . import idempotency, operations
 from .auth import require_user
 from .db import Row
+from .envelope import encode_envelope
 from .errors import ApiError, invalid
-from .schemas import dump_task, envelope, list_query, load_complete, load_task_input, load_task_patch
+from .schemas import dump_task, list_query, load_complete, load_task_input, load_task_patch
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user_id>/tasks")
 
@@ -92,10 +92,8 @@ def _expected_versions() -> list[int] | None:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None, **meta: Any) -> Response:
-    """A success envelope. orjson encodes it (~0.3 us for one task, ~4 for a page of 20, against the
-    standard library's 7 and 50): it holds plain dicts, lists, strings and numbers only (dump_task
-    formats the timestamps), whose text comes from the database or from input already validated."""
-    body = orjson.dumps(envelope(data, g.request_id, **meta))
+    """A success envelope: plain dicts, lists, strings and numbers (dump_task formats the timestamps)."""
+    body = encode_envelope(data, g.request_id, **meta)
     return current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
 
 

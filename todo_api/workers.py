@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import json
 import logging
 import re
 import selectors
@@ -57,6 +56,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from . import MAX_BODY_BYTES, request_log
 from .chunked import ChunkedBody
 from .config import load_settings
+from .envelope import encode_envelope
 from .errors import refusal
 
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")  # the parser refuses a bare LF at once: no need to wait for more
@@ -91,9 +91,7 @@ def write_error_envelope(sock: socket.socket, status_int: int, reason: str, mesg
     """gunicorn.util.write_error's stand-in: the same answer, as the API's JSON error envelope."""
     code, message = refusal(status_int)
     request_id = uuid.uuid4().hex
-    body = json.dumps(
-        {"data": None, "error": {"code": code, "message": message, "details": {}}, "meta": {"request_id": request_id}}
-    ).encode()
+    body = encode_envelope(None, request_id, error={"code": code, "message": message, "details": {}})
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\n"
         "Connection: close\r\n"
