@@ -3,12 +3,18 @@ expected instants are written out here (worked out by hand from the calendar), n
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+import sys
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from dateutil import rrule
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from todo_api import recurrence
 from todo_api.recurrence import (
+    Rule,
     RuleError,
     _BoundedRule,
     _SearchExhausted,
@@ -92,6 +98,9 @@ def test_255_characters_without_the_prefix_is_the_limit():
         "FREQ=MONTHLY;BYDAY=0MO",
         "FREQ=YEARLY;BYDAY=54MO",
         "FREQ=YEARLY;BYDAY=-54MO",
+        "FREQ=YEARLY;BYMONTH=2;BYDAY=53MO",  # with BYMONTH an ordinal counts within the month
+        "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO",
+        "FREQ=YEARLY;BYDAY=-6FR;BYMONTH=12",
         "FREQ=WEEKLY;BYDAY=XX",
         "FREQ=WEEKLY;BYDAY=",
         "FREQ=MONTHLY;BYMONTHDAY=0",
@@ -116,6 +125,19 @@ def test_255_characters_without_the_prefix_is_the_limit():
 def test_rules_outside_the_contract_are_refused(rule):
     with pytest.raises(RuleError):
         parse_rule(rule)
+
+
+@pytest.mark.parametrize("rule", ["FREQ=YEARLY;BYMONTH=2;BYDAY=53MO", "FREQ=YEARLY;BYDAY=1MO,-6MO;BYMONTH=1,7"])
+def test_with_bymonth_a_yearly_ordinal_counts_within_the_month_and_says_so(rule):
+    with pytest.raises(RuleError, match="With BYMONTH, a BYDAY ordinal counts within the month: 1 to 5 or -5 to -1"):
+        parse_rule(rule)
+
+
+@pytest.mark.parametrize(
+    "rule", ["FREQ=YEARLY;BYMONTH=2;BYDAY=5MO", "FREQ=YEARLY;BYDAY=-5SU;BYMONTH=12", "FREQ=YEARLY;BYDAY=53MO,-53SU"]
+)
+def test_yearly_ordinals_up_to_5_with_bymonth_and_53_without_are_accepted(rule):
+    assert parse_rule(rule).text == rule
 
 
 def test_every_accepted_part_is_a_known_part_and_others_are_named():
@@ -413,3 +435,180 @@ def test_the_year_9999_ends_the_rule_without_an_error():
         )
         is not None
     )
+
+
+# -- rules stored before the grammar refused them --------------------------------------------------
+
+
+def test_a_stored_rule_with_an_ordinal_past_the_5th_in_its_month_keeps_its_rfc_meaning():
+    # Stored when YEARLY took ordinals to 53 even with BYMONTH: 51MO in February matches nothing,
+    # so the rule is the first Monday of February. 2027 and 2028 start on a Friday and a Saturday,
+    # the years in which dateutil used to fail on it with an IndexError.
+    rule = parse_rule("FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO", stored=True)
+    assert rule.text == "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO"
+    due = at("2026-02-02T09:00:00+00:00")
+    found = []
+    for now in ["2026-02-02T10:00:00+00:00", "2027-02-01T10:00:00+00:00", "2028-02-07T10:00:00+00:00"]:
+        following = next_occurrence(rule, due, "UTC", at(now))
+        assert following is not None and following.recurrence == rule.text
+        due = following.due_at
+        found.append(due.isoformat())
+    assert found == ["2027-02-01T09:00:00+00:00", "2028-02-07T09:00:00+00:00", "2029-02-05T09:00:00+00:00"]
+    check_task_rule(rule, at("2027-01-10T09:00:00+00:00"), "UTC")
+
+
+def test_a_stored_rule_whose_every_ordinal_is_past_the_5th_yields_nothing():
+    rule = parse_rule("FREQ=YEARLY;BYMONTH=2;BYDAY=53MO", stored=True)
+    with pytest.raises(RuleError, match="no date"):
+        check_task_rule(rule, at("2027-01-10T09:00:00+00:00"), "UTC")
+    assert next_occurrence(rule, at("2027-01-10T09:00:00+00:00"), "UTC", at("2027-01-10T10:00:00+00:00")) is None
+
+
+def test_a_library_failure_is_a_rule_error_never_another_exception(monkeypatch):
+    """Whatever dateutil raises on a rule the grammar lets through, a check refuses the rule and a
+    search for the next occurrence says so with a RuleError: callers turn that into a 400, or a
+    completion without a successor, never a 500."""
+
+    def broken(self, year, month):
+        raise KeyError("a bug in dateutil")
+
+    monkeypatch.setattr(rrule._iterinfo, "rebuild", broken)
+    rule = parse_rule("FREQ=MONTHLY;BYDAY=-1FR")
+    with pytest.raises(RuleError, match="could not be expanded"):
+        check_task_rule(rule, at("2027-01-10T09:00:00+00:00"), "UTC")
+    with pytest.raises(RuleError, match="could not be expanded"):
+        next_occurrence(rule, at("2027-01-10T09:00:00+00:00"), "UTC", at("2027-01-10T10:00:00+00:00"))
+
+
+# -- any rule of the grammar: a result or a RuleError, never another exception ----------------------
+
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Australia/Lord_Howe"]
+weekdays = st.sampled_from(["MO", "TU", "WE", "TH", "FR", "SA", "SU"])
+signs = st.sampled_from(["", "+", "-"])
+
+
+def _values(numbers: st.SearchStrategy[int], *, signed: bool) -> st.SearchStrategy[str]:
+    value = st.builds(lambda sign, n: f"{sign}{n}", signs if signed else st.just(""), numbers)
+    return st.lists(value, min_size=1, max_size=12).map(",".join)
+
+
+@st.composite
+def rules(draw: st.DrawFn, *, stored: bool = False) -> str:
+    """A rule of API.md §5's grammar (with `stored`: of the one before ordinals within a month were
+    capped at 5), parts in any order and any case."""
+    freq = draw(st.sampled_from(["DAILY", "WEEKLY", "MONTHLY", "YEARLY"]))
+    parts = {"FREQ": freq}
+    bymonth = draw(st.booleans())
+    if bymonth:
+        parts["BYMONTH"] = draw(_values(st.integers(1, 12), signed=False))
+    if draw(st.booleans()):
+        parts["INTERVAL"] = str(draw(st.integers(1, 1000)))
+    ending = draw(st.sampled_from(["", "COUNT", "UNTIL"]))
+    if ending == "COUNT":
+        parts["COUNT"] = str(draw(st.integers(1, 1000)))
+    elif ending == "UNTIL":
+        day = draw(st.dates(date(1, 1, 1), date(9999, 12, 31)))
+        parts["UNTIL"] = f"{day.year:04}{day.month:02}{day.day:02}" + draw(
+            st.sampled_from(["", "T000000Z", "T235959Z"])
+        )
+    if draw(st.booleans()):
+        limit = {"MONTHLY": 5, "YEARLY": 5 if bymonth and not stored else 53}.get(freq)
+        ordinals = st.just("") if limit is None else st.just("") | st.builds(str, st.integers(1, limit))
+        day = st.builds(lambda sign, n, d: (sign if n else "") + n + d, signs, ordinals, weekdays)
+        parts["BYDAY"] = ",".join(draw(st.lists(day, min_size=1, max_size=12)))
+    if draw(st.booleans()):
+        parts["BYMONTHDAY"] = draw(_values(st.integers(1, 31), signed=True))
+    if len(parts) > 1 and parts.keys() & {"BYDAY", "BYMONTHDAY", "BYMONTH"} and draw(st.booleans()):
+        parts["BYSETPOS"] = draw(_values(st.integers(1, 366), signed=True))
+    if draw(st.booleans()):
+        parts["WKST"] = draw(weekdays)
+    names = draw(st.permutations(list(parts)))
+    text = ";".join(f"{name}={parts[name]}" for name in names)
+    text = draw(st.sampled_from([text, text.lower(), "RRULE:" + text]))
+    assume(len(text.removeprefix("RRULE:")) <= 255)
+    return text
+
+
+due_ats = st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.just(UTC)) | st.datetimes(
+    datetime(2020, 1, 1), datetime(2040, 1, 1), timezones=st.just(UTC)
+)
+later = st.timedeltas(timedelta(0), timedelta(days=5000))
+examples = settings(max_examples=400, deadline=None)
+
+
+def _search(rule: Rule, due_at: datetime, zone: str, after: timedelta) -> None:
+    with contextlib.suppress(RuleError):
+        check_task_rule(rule, due_at, zone)
+    try:
+        now = due_at + after
+    except OverflowError:
+        now = due_at
+    try:
+        following = next_occurrence(rule, due_at, zone, now)
+    except RuleError:
+        return
+    if following is not None:
+        assert following.due_at > now and parse_rule(following.recurrence, stored=True)
+
+
+@examples
+@given(text=rules(), due_at=due_ats, zone=st.sampled_from(ZONES), after=later)
+def test_any_rule_of_the_grammar_is_parsed_and_searched_or_refused_with_a_rule_error(text, due_at, zone, after):
+    rule = parse_rule(text)
+    assert parse_rule(rule.text) == rule
+    _search(rule, due_at, zone, after)
+
+
+@examples
+@given(text=rules(stored=True), due_at=due_ats, zone=st.sampled_from(ZONES), after=later)
+def test_any_rule_stored_under_the_earlier_grammar_is_searched_or_refused_with_a_rule_error(text, due_at, zone, after):
+    _search(parse_rule(text, stored=True), due_at, zone, after)
+
+
+# -- the work a search does ------------------------------------------------------------------------
+
+
+def lines_run(call) -> int:
+    """The lines of dateutil's rrule and of todo_api.recurrence that `call` executes: the work of a
+    search, counted without a clock (the timings are in `make bench-rules`)."""
+    watched = {rrule.__file__, recurrence.__file__}
+    lines = 0
+
+    def count(frame, event, arg):
+        nonlocal lines
+        lines += event == "line"
+        return count
+
+    sys.settrace(lambda frame, event, arg: count if frame.f_code.co_filename in watched else None)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return lines
+
+
+def refusal_work(rule: str) -> int:
+    def check() -> None:
+        with pytest.raises(RuleError, match="no date"):
+            check_task_rule(parse_rule(rule), at("2026-01-01T09:00:00+00:00"), "UTC")
+
+    return lines_run(check)
+
+
+NEVER = "BYMONTH=2;BYMONTHDAY=30"  # February 30th: the search walks its whole window
+
+
+@pytest.mark.parametrize("freq", ["DAILY", "WEEKLY", "MONTHLY", "YEARLY"])
+@pytest.mark.parametrize(
+    "positions",
+    [
+        ",".join(["1"] * 105),  # the issue's 253-character rule
+        ",".join(str(n) for n in range(1, 65)),
+        ",".join(f"-{n}" for n in range(1, 52)),
+    ],
+    ids=["1x105", "1..64", "-1..-51"],
+)
+def test_bysetpos_values_cost_nothing_when_no_date_is_a_candidate(freq, positions):
+    rule = f"FREQ={freq};{NEVER};BYSETPOS={positions}"
+    assert len(rule) <= 255
+    assert refusal_work(rule) < 1.1 * refusal_work(f"FREQ={freq};{NEVER}")
