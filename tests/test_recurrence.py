@@ -13,10 +13,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from todo_api import recurrence
+from todo_api.recurrence import _CANDIDATE_BUDGET as CANDIDATE_BUDGET
+from todo_api.recurrence import _STEP_BUDGET as STEP_BUDGET
 from todo_api.recurrence import (
     Rule,
     RuleError,
     _BoundedRule,
+    _occurrences,
     _SearchExhausted,
     check_task_rule,
     check_zone,
@@ -487,20 +490,20 @@ weekdays = st.sampled_from(["MO", "TU", "WE", "TH", "FR", "SA", "SU"])
 signs = st.sampled_from(["", "+", "-"])
 
 
-def _values(numbers: st.SearchStrategy[int], *, signed: bool) -> st.SearchStrategy[str]:
+def _values(numbers: st.SearchStrategy[int], *, signed: bool, most: int) -> st.SearchStrategy[str]:
     value = st.builds(lambda sign, n: f"{sign}{n}", signs if signed else st.just(""), numbers)
-    return st.lists(value, min_size=1, max_size=12).map(",".join)
+    return st.lists(value, min_size=1, max_size=most).map(",".join)
 
 
 @st.composite
-def rules(draw: st.DrawFn, *, stored: bool = False) -> str:
+def rules(draw: st.DrawFn, *, stored: bool = False, most: int = 12) -> str:
     """A rule of API.md §5's grammar (with `stored`: of the one before ordinals within a month were
-    capped at 5), parts in any order and any case."""
+    capped at 5), parts in any order and any case, each list of at most `most` values."""
     freq = draw(st.sampled_from(["DAILY", "WEEKLY", "MONTHLY", "YEARLY"]))
     parts = {"FREQ": freq}
     bymonth = draw(st.booleans())
     if bymonth:
-        parts["BYMONTH"] = draw(_values(st.integers(1, 12), signed=False))
+        parts["BYMONTH"] = draw(_values(st.integers(1, 12), signed=False, most=most))
     if draw(st.booleans()):
         parts["INTERVAL"] = str(draw(st.integers(1, 1000)))
     ending = draw(st.sampled_from(["", "COUNT", "UNTIL"]))
@@ -515,11 +518,11 @@ def rules(draw: st.DrawFn, *, stored: bool = False) -> str:
         limit = {"MONTHLY": 5, "YEARLY": 5 if bymonth and not stored else 53}.get(freq)
         ordinals = st.just("") if limit is None else st.just("") | st.builds(str, st.integers(1, limit))
         day = st.builds(lambda sign, n, d: (sign if n else "") + n + d, signs, ordinals, weekdays)
-        parts["BYDAY"] = ",".join(draw(st.lists(day, min_size=1, max_size=12)))
+        parts["BYDAY"] = ",".join(draw(st.lists(day, min_size=1, max_size=most)))
     if draw(st.booleans()):
-        parts["BYMONTHDAY"] = draw(_values(st.integers(1, 31), signed=True))
+        parts["BYMONTHDAY"] = draw(_values(st.integers(1, 31), signed=True, most=most))
     if len(parts) > 1 and parts.keys() & {"BYDAY", "BYMONTHDAY", "BYMONTH"} and draw(st.booleans()):
-        parts["BYSETPOS"] = draw(_values(st.integers(1, 366), signed=True))
+        parts["BYSETPOS"] = draw(_values(st.integers(1, 366), signed=True, most=most))
     if draw(st.booleans()):
         parts["WKST"] = draw(weekdays)
     names = draw(st.permutations(list(parts)))
@@ -565,6 +568,43 @@ def test_any_rule_stored_under_the_earlier_grammar_is_searched_or_refused_with_a
     _search(parse_rule(text, stored=True), due_at, zone, after)
 
 
+def _first(walk, size: int = 6) -> list[datetime]:
+    """The first `size` dates of `walk()`, or as many as it gives before its bound or the calendar's end."""
+    found = []
+    with contextlib.suppress(_SearchExhausted, OverflowError, ValueError):
+        for moment in walk():
+            found.append(moment)
+            if len(found) == size:
+                break
+    return found
+
+
+@examples
+@given(text=rules().filter(lambda text: "BYSETPOS" in text.upper()), start=st.datetimes(datetime(1, 1, 1)))
+def test_bysetpos_picks_the_dates_dateutils_own_bysetpos_picks(text, start):
+    """BYSETPOS is applied here, per period, instead of by dateutil: the same dates, in the same order,
+    as dateutil's rrule picks from the same rule (DTSTART defaults left to dateutil)."""
+    rule = parse_rule(text)
+    start = start.replace(microsecond=0)
+    ours = _first(lambda: (moment for moment in _occurrences(rule, start, start) if moment >= start))
+    theirs = _first(
+        lambda: _BoundedRule(
+            rule.freq,
+            dtstart=start,
+            budget=STEP_BUDGET[rule.freq],
+            candidates=10**6,
+            interval=rule.interval,
+            wkst=rule.wkst,
+            bymonth=rule.bymonth or None,
+            bymonthday=rule.bymonthday or None,
+            byweekday=[rrule.weekday(day, ordinal) for ordinal, day in rule.byday] or None,
+            bysetpos=rule.bysetpos,
+        )
+    )
+    common = min(len(ours), len(theirs))  # either may stop at its bound first
+    assert ours[:common] == theirs[:common]
+
+
 # -- the work a search does ------------------------------------------------------------------------
 
 
@@ -596,6 +636,7 @@ def refusal_work(rule: str) -> int:
 
 
 NEVER = "BYMONTH=2;BYMONTHDAY=30"  # February 30th: the search walks its whole window
+DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 
 @pytest.mark.parametrize("freq", ["DAILY", "WEEKLY", "MONTHLY", "YEARLY"])
@@ -612,3 +653,30 @@ def test_bysetpos_values_cost_nothing_when_no_date_is_a_candidate(freq, position
     rule = f"FREQ={freq};{NEVER};BYSETPOS={positions}"
     assert len(rule) <= 255
     assert refusal_work(rule) < 1.1 * refusal_work(f"FREQ={freq};{NEVER}")
+
+
+FIRST_28 = ",".join(str(day) for day in range(1, 29))
+HEAVY = [  # the shapes bench/rules.py times, each yielding no date from 2026-01-01 on
+    f"FREQ=MONTHLY;{NEVER};BYDAY=" + ",".join(f"{sign}{n}{day}" for n in (1, 2) for sign in "+-" for day in DAYS),
+    "FREQ=YEARLY;BYMONTHDAY=31;BYMONTH=2,4,6,9,11;BYDAY=" + ",".join(f"{n}{day}" for n in (1, 2, 3) for day in DAYS),
+    f"FREQ=DAILY;BYMONTHDAY={FIRST_28};BYSETPOS=2",
+    "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA;BYSETPOS=7",
+    f"FREQ=MONTHLY;BYMONTHDAY={FIRST_28};BYSETPOS=29,30,31",
+    f"FREQ=YEARLY;BYMONTHDAY={FIRST_28};BYSETPOS=337",
+    "FREQ=MONTHLY;BYMONTHDAY=1,2,3,4;BYSETPOS=5",
+    "FREQ=MONTHLY;BYMONTHDAY=-5,-28,-4,-2;BYSETPOS=80,81,74,72,63,79,-100,366,214,332,-183,-297",
+]
+
+
+@pytest.mark.parametrize("rule", HEAVY)
+def test_no_rule_does_much_more_work_than_a_plain_one_walking_its_whole_window(rule):
+    assert refusal_work(rule) < 3 * refusal_work(f"FREQ=MONTHLY;{NEVER}")  # 480 months, the longest walk
+
+
+def test_a_search_examines_at_most_its_budget_of_candidate_dates():
+    walk = _BoundedRule(rrule.YEARLY, dtstart=datetime(2026, 1, 1), bymonthday=list(range(1, 29)), budget=40)
+    examined = 0
+    with pytest.raises(_SearchExhausted):
+        for _ in walk:
+            examined += 1
+    assert examined == CANDIDATE_BUDGET == 2000

@@ -301,10 +301,12 @@ def _expansion(rule: Rule, dtstart: datetime, search_from: datetime) -> _Bounded
             kwargs["bymonthday"] = dtstart.day
         elif rule.freq == rrule.WEEKLY:
             kwargs["byweekday"] = dtstart.weekday()
-    # From a period's start, so that BYSETPOS sees every candidate of that period.
     first = _period_start(rule.freq, dtstart, rule.wkst)
-    periods = max(0, _periods_between(rule.freq, first, _period_start(rule.freq, search_from, rule.wkst)))
-    start = _advance(rule.freq, first, periods - periods % rule.interval)
+    periods = _periods_between(rule.freq, first, _period_start(rule.freq, search_from, rule.wkst))
+    if periods >= rule.interval:
+        start = _advance(rule.freq, first, periods - periods % rule.interval)
+    else:  # DTSTART's period as dateutil has it: BYSETPOS picks from its whole month or year, from its week's rest
+        start = first if rule.freq in (rrule.MONTHLY, rrule.YEARLY) else dtstart
     return _BoundedRule(rule.freq, dtstart=start, budget=_STEP_BUDGET[rule.freq], **kwargs)
 
 
@@ -357,7 +359,11 @@ def _occurrences(rule: Rule, dtstart: datetime, search_from: datetime) -> Iterab
     candidates = _expansion(rule, dtstart, search_from)
     if candidates is None:
         return ()
-    return _by_position(candidates, rule) if rule.bysetpos else candidates
+    if not rule.bysetpos:
+        return candidates
+    if rule.freq == rrule.DAILY:  # a day holds one candidate: 1 or -1 picks it, any other position nothing
+        return candidates if {1, -1} & set(rule.bysetpos) else ()
+    return _by_position(candidates, rule)
 
 
 def _until_instant(rule: Rule, tz: ZoneInfo) -> datetime | None:
