@@ -45,6 +45,9 @@ _UNTIL = re.compile(r"^([0-9]{8})(T[0-9]{6}Z)?$")
 # WEEKLY and DAILY) a search may take: about 40 years of a yearly or monthly rule, 10 of a weekly,
 # 4 of a daily one, each a few milliseconds at most.
 _STEP_BUDGET = {rrule.YEARLY: 40, rrule.MONTHLY: 480, rrule.WEEKLY: 120, rrule.DAILY: 48}
+# A rebuild looks at each day of its month (year) and places each BYDAY ordinal in each month it
+# spans: every so many placements cost one more step, so long ordinal lists get fewer steps.
+_PLACEMENTS_PER_STEP = {rrule.YEARLY: 366, rrule.MONTHLY: 31}
 # How many candidate dates (those every BY part but BYSETPOS allows) a search may examine. Without
 # BYSETPOS the first one at or after the search point ends it (at most a period's 366 come before);
 # with it, five years of a yearly rule whose every day is a candidate fit (the last day of a leap year).
@@ -307,23 +310,48 @@ def _expansion(rule: Rule, dtstart: datetime, search_from: datetime) -> _Bounded
         start = _advance(rule.freq, first, periods - periods % rule.interval)
     else:  # DTSTART's period as dateutil has it: BYSETPOS picks from its whole month or year, from its week's rest
         start = first if rule.freq in (rrule.MONTHLY, rrule.YEARLY) else dtstart
-    return _BoundedRule(rule.freq, dtstart=start, budget=_STEP_BUDGET[rule.freq], **kwargs)
+    return _BoundedRule(rule.freq, dtstart=start, budget=_step_budget(rule, byday), **kwargs)
+
+
+def _step_budget(rule: Rule, byday: list[rrule.weekday]) -> int:
+    """_STEP_BUDGET, divided by what each step costs in ordinal placements on top of its days."""
+    ordinals = len({(day.weekday, day.n) for day in byday if day.n})
+    if not ordinals:
+        return _STEP_BUDGET[rule.freq]
+    placements = ordinals * (len(set(rule.bymonth)) if rule.freq == rrule.YEARLY and rule.bymonth else 1)
+    return _STEP_BUDGET[rule.freq] // (1 + placements // _PLACEMENTS_PER_STEP[rule.freq])
+
+
+def _most_candidates(rule: Rule) -> int:
+    """At most how many candidates one period holds (a bound, not the count): BYSETPOS positions
+    past it never pick anything."""
+    most = {rrule.DAILY: 1, rrule.WEEKLY: 7, rrule.MONTHLY: 31, rrule.YEARLY: 366}[rule.freq]
+    months = (len(set(rule.bymonth)) or 12) if rule.freq == rrule.YEARLY else 1  # of a period
+    if rule.bymonthday:  # a value names at most one day of a month, or of a week
+        most = min(most, len(set(rule.bymonthday)) * months)
+    if rule.byday:  # an ordinal names one day of its month (of its year without BYMONTH), a weekday one a week
+        yearly = rule.freq == rrule.YEARLY and not rule.bymonth
+        ordinal, weekday = (1, 53) if yearly else (months, 1 if rule.freq == rrule.WEEKLY else 5 * months)
+        most = min(most, sum(ordinal if number else weekday for number, _ in set(rule.byday)))
+    if not rule.bymonthday and not rule.byday:  # the day of DTSTART, in each month BYMONTH names
+        most = min(most, len(set(rule.bymonth)) if rule.freq == rrule.YEARLY and rule.bymonth else 1)
+    return most
 
 
 @dataclass(frozen=True)
 class _Positions:
-    """BYSETPOS, each value once: `forward` holds the positive ones as 0-based indexes, `backward` the
-    negative ones as distances from the end, both sorted, so a period of n candidates costs a
-    bisection and the dates picked, not a look at every value."""
+    """BYSETPOS, each value once and only those a period can reach: `forward` holds the positive
+    ones as 0-based indexes, `backward` the negative ones as distances from the end, both sorted, so
+    a period of n candidates costs a bisection and the dates picked, not a look at every value."""
 
     forward: tuple[int, ...]
     backward: tuple[int, ...]
 
     @classmethod
-    def of(cls, bysetpos: tuple[int, ...]) -> _Positions:
+    def of(cls, bysetpos: tuple[int, ...], most: int) -> _Positions:
         return cls(
-            tuple(sorted({position - 1 for position in bysetpos if position > 0})),
-            tuple(sorted({-position for position in bysetpos if position < 0})),
+            tuple(sorted({position - 1 for position in bysetpos if 0 < position <= most})),
+            tuple(sorted({-position for position in bysetpos if 0 < -position <= most})),
         )
 
     def pick(self, candidates: list[datetime]) -> list[datetime]:
@@ -333,9 +361,8 @@ class _Positions:
         return sorted(picked)
 
 
-def _by_position(candidates: Iterable[datetime], rule: Rule) -> Iterator[datetime]:
+def _by_position(candidates: Iterable[datetime], rule: Rule, positions: _Positions) -> Iterator[datetime]:
     """The dates BYSETPOS picks from each period's candidates (RFC 5545: 1 is a period's first, -1 its last)."""
-    positions = _Positions.of(rule.bysetpos)
     group: list[datetime] = []
     period_end = datetime.min
     for candidate in candidates:
@@ -361,9 +388,13 @@ def _occurrences(rule: Rule, dtstart: datetime, search_from: datetime) -> Iterab
         return ()
     if not rule.bysetpos:
         return candidates
-    if rule.freq == rrule.DAILY:  # a day holds one candidate: 1 or -1 picks it, any other position nothing
-        return candidates if {1, -1} & set(rule.bysetpos) else ()
-    return _by_position(candidates, rule)
+    most = _most_candidates(rule)
+    positions = _Positions.of(rule.bysetpos, most)
+    if not positions.forward and not positions.backward:  # no period holds enough candidates for any
+        return ()
+    if most == 1:  # a period holds one candidate at most: what is left of BYSETPOS (1, -1) picks it
+        return candidates
+    return _by_position(candidates, rule, positions)
 
 
 def _until_instant(rule: Rule, tz: ZoneInfo) -> datetime | None:
