@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -52,6 +52,9 @@ _PLACEMENTS_PER_STEP = {rrule.YEARLY: 366, rrule.MONTHLY: 31}
 # BYSETPOS the first one at or after the search point ends it (at most a period's 366 come before);
 # with it, five years of a yearly rule whose every day is a candidate fit (the last day of a leap year).
 _CANDIDATE_BUDGET = 2000
+# Up to so many BYSETPOS values (those a period can reach), dateutil's pass over a period's days per
+# value costs less than grouping its candidates here.
+_FEW_POSITIONS = 4
 # With BYMONTH (YEARLY) or per month (MONTHLY), a BYDAY ordinal counts within the month (RFC 5545).
 _MONTH_ORDINALS = 5
 _YEAR_ORDINALS = 53
@@ -278,9 +281,11 @@ def _advance(freq: int, start: datetime, periods: int) -> datetime:
     return start + timedelta(days=periods * (7 if freq == rrule.WEEKLY else 1))
 
 
-def _expansion(rule: Rule, dtstart: datetime, search_from: datetime) -> _BoundedRule | None:
-    """An rrule giving the rule's candidates, BYSETPOS not applied, from the start of the period
-    holding `search_from` on (both naive, local); None if its BYDAY can match no day."""
+def _expansion(
+    rule: Rule, dtstart: datetime, search_from: datetime, bysetpos: tuple[int, ...] = ()
+) -> _BoundedRule | None:
+    """An rrule giving the rule's candidates (those `bysetpos` picks, if given) from the start of the
+    period holding `search_from` on (both naive, local); None if its BYDAY can match no day."""
     # Ordinals past a month's 5th (a rule stored before they were refused) match nothing.
     byday = [rrule.weekday(day, ordinal) for ordinal, day in rule.byday if abs(ordinal or 0) <= _ordinal_limit(rule)]
     if rule.byday and not byday:
@@ -294,6 +299,7 @@ def _expansion(rule: Rule, dtstart: datetime, search_from: datetime) -> _Bounded
         "bymonth": rule.bymonth or None,
         "bymonthday": rule.bymonthday or None,
         "byweekday": byday or None,
+        "bysetpos": bysetpos or None,
     }
     # What dateutil would take from DTSTART, made explicit, so a later DTSTART yields the same dates.
     if not rule.bymonthday and not rule.byday:
@@ -354,6 +360,9 @@ class _Positions:
             tuple(sorted({-position for position in bysetpos if 0 < -position <= most})),
         )
 
+    def values(self) -> tuple[int, ...]:
+        return tuple(index + 1 for index in self.forward) + tuple(-distance for distance in self.backward)
+
     def pick(self, candidates: list[datetime]) -> list[datetime]:
         size = len(candidates)
         picked = {candidates[index] for index in self.forward[: bisect_right(self.forward, size - 1)]}
@@ -361,40 +370,43 @@ class _Positions:
         return sorted(picked)
 
 
+# A number per period, the same for every date of it: a year, a month, a week beginning on WKST
+# (0001-01-01, ordinal 1, is a Monday).
+_PERIOD_NUMBER: dict[int, Callable[[datetime, int], int]] = {
+    rrule.YEARLY: lambda moment, wkst: moment.year,
+    rrule.MONTHLY: lambda moment, wkst: moment.year * 12 + moment.month,
+    rrule.WEEKLY: lambda moment, wkst: (moment.toordinal() - 1 - wkst) // 7,
+}
+
+
 def _by_position(candidates: Iterable[datetime], rule: Rule, positions: _Positions) -> Iterator[datetime]:
     """The dates BYSETPOS picks from each period's candidates (RFC 5545: 1 is a period's first, -1 its last)."""
+    number = _PERIOD_NUMBER[rule.freq]
     group: list[datetime] = []
-    period_end = datetime.min
+    period = None
     for candidate in candidates:
-        if candidate >= period_end:
+        if (candidate_period := number(candidate, rule.wkst)) != period:
             yield from positions.pick(group)
-            group = []
-            period_end = _period_after(rule.freq, _period_start(rule.freq, candidate, rule.wkst))
+            period, group = candidate_period, []
         group.append(candidate)
     yield from positions.pick(group)  # dateutil stopped at the year 9999, after this period's last date
 
 
-def _period_after(freq: int, start: datetime) -> datetime:
-    try:
-        return _advance(freq, start, 1)
-    except (OverflowError, ValueError):  # the period holding 9999-12-31
-        return datetime.max
-
-
 def _occurrences(rule: Rule, dtstart: datetime, search_from: datetime) -> Iterable[datetime]:
     """The rule's occurrences from the start of the period holding `search_from` (naive, local)."""
-    candidates = _expansion(rule, dtstart, search_from)
-    if candidates is None:
-        return ()
     if not rule.bysetpos:
-        return candidates
+        return _expansion(rule, dtstart, search_from) or ()
     most = _most_candidates(rule)
     positions = _Positions.of(rule.bysetpos, most)
-    if not positions.forward and not positions.backward:  # no period holds enough candidates for any
+    reachable = positions.values()
+    if not reachable:  # no period holds enough candidates for any position
         return ()
     if most == 1:  # a period holds one candidate at most: what is left of BYSETPOS (1, -1) picks it
-        return candidates
-    return _by_position(candidates, rule, positions)
+        return _expansion(rule, dtstart, search_from) or ()
+    if len(reachable) <= _FEW_POSITIONS:  # dateutil's pass over a period per value costs less than grouping
+        return _expansion(rule, dtstart, search_from, reachable) or ()
+    candidates = _expansion(rule, dtstart, search_from)
+    return () if candidates is None else _by_position(candidates, rule, positions)
 
 
 def _until_instant(rule: Rule, tz: ZoneInfo) -> datetime | None:
