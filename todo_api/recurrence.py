@@ -5,15 +5,16 @@ The rule runs from the task's `due_at` taken as wall-clock time in its zone (its
 dateutil's rrule on naive wall-clock times; each candidate then gets its zone's offset with fold=0,
 which is RFC 5545 §3.3.5: a time in a spring-forward gap takes the offset before the gap, a time
 that occurs twice is the first. COUNT and UNTIL are applied here, not by dateutil (COUNT counts the
-occurrences left; a date-only UNTIL ends with its day in the task's zone), and so is BYSETPOS: it
-picks from each period's candidates here, at a cost per candidate, where dateutil's pays a pass over
-the period's days per BYSETPOS value.
+occurrences left; a date-only UNTIL ends with its day in the task's zone). BYSETPOS is cut to the
+positions a period can reach; dateutil applies a few, at a pass over the period's days each, and
+more are applied here to each period's candidates, at a cost per candidate.
 
 Every search is bounded: dateutil walks periods that yield nothing (Feb 30 would be walked to year
 9999), so the walk starts at the period of the search point, not at DTSTART (every BY part the rule
 leaves to DTSTART is made explicit first, so the occurrences are the same), and `_BoundedRule`
-stops after a fixed number of dateutil's month or year steps and of candidate dates. A rule with
-nothing inside that bound counts as yielding nothing. Whatever else dateutil raises is a RuleError.
+stops after a number of dateutil's month or year steps (fewer for long ordinal lists) and of
+candidate dates. A rule with nothing inside that bound counts as yielding nothing. Whatever else
+dateutil raises is a RuleError. docs/recurring-tasks.md#bounded has the figures.
 """
 
 from __future__ import annotations
