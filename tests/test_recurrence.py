@@ -587,8 +587,9 @@ def _first(walk, size: int = 6) -> list[datetime]:
 @examples
 @given(text=rules().filter(lambda text: "BYSETPOS" in text.upper()), start=st.datetimes(datetime(1, 1, 1)))
 def test_bysetpos_picks_the_dates_dateutils_own_bysetpos_picks(text, start):
-    """BYSETPOS is applied here, per period, instead of by dateutil: the same dates, in the same order,
-    as dateutil's rrule picks from the same rule (DTSTART defaults left to dateutil)."""
+    """However BYSETPOS is applied (cut to the positions a period can reach, then by dateutil or per
+    period here), the dates are those dateutil's rrule picks from the whole rule, in the same order
+    (DTSTART's defaults and first period left to dateutil)."""
     rule = parse_rule(text)
     start = start.replace(microsecond=0)
     ours = _first(lambda: (moment for moment in _occurrences(rule, start, start) if moment >= start))
