@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test lint format bench bench-http bench-listing soak clean
+.PHONY: run test lint format bench bench-http bench-listing bench-rules soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -32,7 +32,7 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-bench: bench-http bench-listing
+bench: bench-http bench-listing bench-rules
 
 bench-http: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -43,6 +43,12 @@ bench-http: $(STAMP)
 bench-listing: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/python bench/listing.py --table bench/results/listing.md --plans bench/results/listing-plans.md
+
+# POSTs with a plain task and with rules built to make the occurrence search work hard (issue 22):
+# each one's median and its ratio to the plain POST's, the slowest rule last.
+bench-rules: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/python bench/rules.py --table bench/results/rules.md
 
 # A longer soak than make test's (bounded: at most SOAK_SECONDS), plus the outage test, with figures,
 # and the sync race for a minute.

@@ -717,3 +717,27 @@ def test_complete_task_of_a_recurring_task_returns_its_next_occurrence(mcp, tool
     following = done["next_occurrence"]
     assert done["next_id"] == following["id"] and following["due_at"] == "2027-03-29T07:30:00Z"
     assert "next_occurrence" not in mcp.ok("complete_task", task_id=task["id"], completed=True)
+
+
+@pytest.mark.parametrize("rule", ["FREQ=YEARLY;BYMONTH=2;BYDAY=53MO", "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO"])
+def test_a_rule_the_library_failed_on_is_a_validation_error_in_every_tool(mcp, conn, rule):
+    due = "2033-01-10T09:00:00Z"  # 2033 starts on a Saturday: dateutil raised an IndexError on both rules
+    error = mcp.error("add_task", "validation_error", title="t", due_at=due, recurrence=rule)
+    assert error["details"] == {
+        "recurrence": ["With BYMONTH, a BYDAY ordinal counts within the month: 1 to 5 or -5 to -1."]
+    }
+    task = mcp.ok("add_task", title="t", due_at=due)
+    mcp.error("update_task", "validation_error", task_id=task["id"], recurrence=rule)
+    assert count_tasks(conn, mcp.user_id) == 1 and task_row(conn, task["id"])["version"] == 1
+
+
+def test_a_rule_stored_before_ordinals_were_capped_completes_and_moves_through_the_tools(mcp, conn):
+    rule = "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO"  # as an earlier version accepted it
+    task_id = conn.execute(
+        "INSERT INTO tasks (user_id, title, due_at, recurrence) VALUES (%s, 'stored', %s, %s) RETURNING id",
+        [mcp.user_id, "2033-02-07T09:00:00Z", rule],
+    ).fetchone()["id"]
+    moved = mcp.ok("update_task", task_id=task_id, due_at="2034-02-06T09:00:00Z")
+    assert (moved["due_at"], moved["recurrence"]) == ("2034-02-06T09:00:00Z", rule)
+    done = mcp.ok("complete_task", task_id=task_id)
+    assert done["next_occurrence"]["due_at"] == "2035-02-05T09:00:00Z"

@@ -3,14 +3,27 @@ expected instants are written out here (worked out by hand from the calendar), n
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+import sys
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from dateutil import rrule
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from todo_api import recurrence
+from todo_api.recurrence import _CANDIDATE_BUDGET as CANDIDATE_BUDGET
+from todo_api.recurrence import _STEP_BUDGET as STEP_BUDGET
 from todo_api.recurrence import (
+    Rule,
     RuleError,
     _BoundedRule,
+    _expansion,
+    _most_candidates,
+    _occurrences,
+    _period_start,
     _SearchExhausted,
     check_task_rule,
     check_zone,
@@ -92,6 +105,9 @@ def test_255_characters_without_the_prefix_is_the_limit():
         "FREQ=MONTHLY;BYDAY=0MO",
         "FREQ=YEARLY;BYDAY=54MO",
         "FREQ=YEARLY;BYDAY=-54MO",
+        "FREQ=YEARLY;BYMONTH=2;BYDAY=53MO",  # with BYMONTH an ordinal counts within the month
+        "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO",
+        "FREQ=YEARLY;BYDAY=-6FR;BYMONTH=12",
         "FREQ=WEEKLY;BYDAY=XX",
         "FREQ=WEEKLY;BYDAY=",
         "FREQ=MONTHLY;BYMONTHDAY=0",
@@ -116,6 +132,19 @@ def test_255_characters_without_the_prefix_is_the_limit():
 def test_rules_outside_the_contract_are_refused(rule):
     with pytest.raises(RuleError):
         parse_rule(rule)
+
+
+@pytest.mark.parametrize("rule", ["FREQ=YEARLY;BYMONTH=2;BYDAY=53MO", "FREQ=YEARLY;BYDAY=1MO,-6MO;BYMONTH=1,7"])
+def test_with_bymonth_a_yearly_ordinal_counts_within_the_month_and_says_so(rule):
+    with pytest.raises(RuleError, match="With BYMONTH, a BYDAY ordinal counts within the month: 1 to 5 or -5 to -1"):
+        parse_rule(rule)
+
+
+@pytest.mark.parametrize(
+    "rule", ["FREQ=YEARLY;BYMONTH=2;BYDAY=5MO", "FREQ=YEARLY;BYDAY=-5SU;BYMONTH=12", "FREQ=YEARLY;BYDAY=53MO,-53SU"]
+)
+def test_yearly_ordinals_up_to_5_with_bymonth_and_53_without_are_accepted(rule):
+    assert parse_rule(rule).text == rule
 
 
 def test_every_accepted_part_is_a_known_part_and_others_are_named():
@@ -413,3 +442,280 @@ def test_the_year_9999_ends_the_rule_without_an_error():
         )
         is not None
     )
+
+
+# -- rules stored before the grammar refused them --------------------------------------------------
+
+
+def test_a_stored_rule_with_an_ordinal_past_the_5th_in_its_month_keeps_its_rfc_meaning():
+    # Stored when YEARLY took ordinals to 53 even with BYMONTH: 51MO in February matches nothing,
+    # so the rule is the first Monday of February. 2027 and 2028 start on a Friday and a Saturday,
+    # the years in which dateutil used to fail on it with an IndexError.
+    rule = parse_rule("FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO", stored=True)
+    assert rule.text == "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO"
+    due = at("2026-02-02T09:00:00+00:00")
+    found = []
+    for now in ["2026-02-02T10:00:00+00:00", "2027-02-01T10:00:00+00:00", "2028-02-07T10:00:00+00:00"]:
+        following = next_occurrence(rule, due, "UTC", at(now))
+        assert following is not None and following.recurrence == rule.text
+        due = following.due_at
+        found.append(due.isoformat())
+    assert found == ["2027-02-01T09:00:00+00:00", "2028-02-07T09:00:00+00:00", "2029-02-05T09:00:00+00:00"]
+    check_task_rule(rule, at("2027-01-10T09:00:00+00:00"), "UTC")
+
+
+def test_a_stored_rule_whose_every_ordinal_is_past_the_5th_yields_nothing():
+    rule = parse_rule("FREQ=YEARLY;BYMONTH=2;BYDAY=53MO", stored=True)
+    with pytest.raises(RuleError, match="no date"):
+        check_task_rule(rule, at("2027-01-10T09:00:00+00:00"), "UTC")
+    assert next_occurrence(rule, at("2027-01-10T09:00:00+00:00"), "UTC", at("2027-01-10T10:00:00+00:00")) is None
+
+
+def test_a_library_failure_is_a_rule_error_never_another_exception(monkeypatch):
+    """Whatever dateutil raises on a rule the grammar lets through, a check refuses the rule and a
+    search for the next occurrence says so with a RuleError: callers turn that into a 400, or a
+    completion without a successor, never a 500."""
+
+    def broken(self, year, month):
+        raise KeyError("a bug in dateutil")
+
+    monkeypatch.setattr(rrule._iterinfo, "rebuild", broken)
+    rule = parse_rule("FREQ=MONTHLY;BYDAY=-1FR")
+    with pytest.raises(RuleError, match="could not be expanded"):
+        check_task_rule(rule, at("2027-01-10T09:00:00+00:00"), "UTC")
+    with pytest.raises(RuleError, match="could not be expanded"):
+        next_occurrence(rule, at("2027-01-10T09:00:00+00:00"), "UTC", at("2027-01-10T10:00:00+00:00"))
+
+
+# -- any rule of the grammar: a result or a RuleError, never another exception ----------------------
+
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Australia/Lord_Howe"]
+weekdays = st.sampled_from(["MO", "TU", "WE", "TH", "FR", "SA", "SU"])
+signs = st.sampled_from(["", "+", "-"])
+
+
+def _values(numbers: st.SearchStrategy[int], *, signed: bool, most: int) -> st.SearchStrategy[str]:
+    value = st.builds(lambda sign, n: f"{sign}{n}", signs if signed else st.just(""), numbers)
+    return st.lists(value, min_size=1, max_size=most).map(",".join)
+
+
+@st.composite
+def rules(draw: st.DrawFn, *, stored: bool = False, most: int = 12) -> str:
+    """A rule of API.md §5's grammar (with `stored`: of the one before ordinals within a month were
+    capped at 5), parts in any order and any case, each list of at most `most` values."""
+    freq = draw(st.sampled_from(["DAILY", "WEEKLY", "MONTHLY", "YEARLY"]))
+    parts = {"FREQ": freq}
+    bymonth = draw(st.booleans())
+    if bymonth:
+        parts["BYMONTH"] = draw(_values(st.integers(1, 12), signed=False, most=most))
+    if draw(st.booleans()):
+        parts["INTERVAL"] = str(draw(st.integers(1, 1000)))
+    ending = draw(st.sampled_from(["", "COUNT", "UNTIL"]))
+    if ending == "COUNT":
+        parts["COUNT"] = str(draw(st.integers(1, 1000)))
+    elif ending == "UNTIL":
+        day = draw(st.dates(date(1, 1, 1), date(9999, 12, 31)))
+        parts["UNTIL"] = f"{day.year:04}{day.month:02}{day.day:02}" + draw(
+            st.sampled_from(["", "T000000Z", "T235959Z"])
+        )
+    if draw(st.booleans()):
+        limit = {"MONTHLY": 5, "YEARLY": 5 if bymonth and not stored else 53}.get(freq)
+        ordinals = st.just("") if limit is None else st.just("") | st.builds(str, st.integers(1, limit))
+        day = st.builds(lambda sign, n, d: (sign if n else "") + n + d, signs, ordinals, weekdays)
+        parts["BYDAY"] = ",".join(draw(st.lists(day, min_size=1, max_size=most)))
+    if draw(st.booleans()):
+        parts["BYMONTHDAY"] = draw(_values(st.integers(1, 31), signed=True, most=most))
+    if len(parts) > 1 and parts.keys() & {"BYDAY", "BYMONTHDAY", "BYMONTH"} and draw(st.booleans()):
+        positions = st.integers(1, 8) | st.integers(1, 366)  # small ones often: a period's first few
+        parts["BYSETPOS"] = draw(_values(positions, signed=True, most=most))
+    if draw(st.booleans()):
+        parts["WKST"] = draw(weekdays)
+    names = draw(st.permutations(list(parts)))
+    text = ";".join(f"{name}={parts[name]}" for name in names)
+    text = draw(st.sampled_from([text, text.lower(), "RRULE:" + text]))
+    assume(len(text.removeprefix("RRULE:")) <= 255)
+    return text
+
+
+due_ats = st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.just(UTC)) | st.datetimes(
+    datetime(2020, 1, 1), datetime(2040, 1, 1), timezones=st.just(UTC)
+)
+later = st.timedeltas(timedelta(0), timedelta(days=5000))
+examples = settings(max_examples=400, deadline=None)
+
+
+def _search(rule: Rule, due_at: datetime, zone: str, after: timedelta) -> None:
+    with contextlib.suppress(RuleError):
+        check_task_rule(rule, due_at, zone)
+    try:
+        now = due_at + after
+    except OverflowError:
+        now = due_at
+    try:
+        following = next_occurrence(rule, due_at, zone, now)
+    except RuleError:
+        return
+    if following is not None:
+        assert following.due_at > now and parse_rule(following.recurrence, stored=True)
+
+
+@examples
+@given(text=rules(), due_at=due_ats, zone=st.sampled_from(ZONES), after=later)
+def test_any_rule_of_the_grammar_is_parsed_and_searched_or_refused_with_a_rule_error(text, due_at, zone, after):
+    rule = parse_rule(text)
+    assert parse_rule(rule.text) == rule
+    _search(rule, due_at, zone, after)
+
+
+@examples
+@given(text=rules(stored=True), due_at=due_ats, zone=st.sampled_from(ZONES), after=later)
+def test_any_rule_stored_under_the_earlier_grammar_is_searched_or_refused_with_a_rule_error(text, due_at, zone, after):
+    _search(parse_rule(text, stored=True), due_at, zone, after)
+
+
+def _first(walk, size: int = 6) -> list[datetime]:
+    """The first `size` dates of `walk()`, or as many as it gives before its bound or the calendar's end."""
+    found = []
+    with contextlib.suppress(_SearchExhausted, OverflowError, ValueError):
+        for moment in walk():
+            found.append(moment)
+            if len(found) == size:
+                break
+    return found
+
+
+@examples
+@given(text=rules().filter(lambda text: "BYSETPOS" in text.upper()), start=st.datetimes(datetime(1, 1, 1)))
+def test_bysetpos_picks_the_dates_dateutils_own_bysetpos_picks(text, start):
+    """However BYSETPOS is applied (cut to the positions a period can reach, then by dateutil or per
+    period here), the dates are those dateutil's rrule picks from the whole rule, in the same order
+    (DTSTART's defaults and first period left to dateutil)."""
+    rule = parse_rule(text)
+    start = start.replace(microsecond=0)
+    ours = _first(lambda: (moment for moment in _occurrences(rule, start, start) if moment >= start))
+    theirs = _first(
+        lambda: _BoundedRule(
+            rule.freq,
+            dtstart=start,
+            budget=STEP_BUDGET[rule.freq],
+            candidates=10**6,
+            interval=rule.interval,
+            wkst=rule.wkst,
+            bymonth=rule.bymonth or None,
+            bymonthday=rule.bymonthday or None,
+            byweekday=[rrule.weekday(day, ordinal) for ordinal, day in rule.byday] or None,
+            bysetpos=rule.bysetpos,
+        )
+    )
+    common = min(len(ours), len(theirs))  # either may stop at its bound first
+    assert ours[:common] == theirs[:common]
+
+
+@examples
+@given(text=rules(), start=st.datetimes(datetime(1900, 1, 1), datetime(2100, 1, 1)))
+def test_no_period_holds_more_candidates_than_the_bound_bysetpos_is_cut_to(text, start):
+    """BYSETPOS positions past _most_candidates are dropped unread: no period may hold more."""
+    rule = parse_rule(text)
+    start = start.replace(microsecond=0)
+    candidates = _first(lambda: _expansion(rule, start, start) or (), size=1500)
+    periods = Counter(_period_start(rule.freq, candidate, rule.wkst) for candidate in candidates)
+    assert max(periods.values(), default=0) <= _most_candidates(rule)
+
+
+# -- the work a search does ------------------------------------------------------------------------
+
+
+def lines_run(call) -> int:
+    """The lines of dateutil's rrule and of todo_api.recurrence that `call` executes: the work of a
+    search, counted without a clock (the timings are in `make bench-rules`)."""
+    watched = {rrule.__file__, recurrence.__file__}
+    lines = 0
+
+    def count(frame, event, arg):
+        nonlocal lines
+        lines += event == "line"
+        return count
+
+    sys.settrace(lambda frame, event, arg: count if frame.f_code.co_filename in watched else None)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return lines
+
+
+def refusal_work(rule: str) -> int:
+    def check() -> None:
+        with pytest.raises(RuleError, match="no date"):
+            check_task_rule(parse_rule(rule), at("2026-01-01T09:00:00+00:00"), "UTC")
+
+    return lines_run(check)
+
+
+NEVER = "BYMONTH=2;BYMONTHDAY=30"  # February 30th: the search walks its whole window
+DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+@pytest.mark.parametrize("freq", ["DAILY", "WEEKLY", "MONTHLY", "YEARLY"])
+@pytest.mark.parametrize(
+    "positions",
+    [
+        ",".join(["1"] * 105),  # the issue's 253-character rule
+        ",".join(str(n) for n in range(1, 65)),
+        ",".join(f"-{n}" for n in range(1, 52)),
+    ],
+    ids=["1x105", "1..64", "-1..-51"],
+)
+def test_bysetpos_values_cost_nothing_when_no_date_is_a_candidate(freq, positions):
+    rule = f"FREQ={freq};{NEVER};BYSETPOS={positions}"
+    assert len(rule) <= 255
+    assert refusal_work(rule) < 1.1 * refusal_work(f"FREQ={freq};{NEVER}")
+
+
+FIRST_28 = ",".join(str(day) for day in range(1, 29))
+MONTH_ORDINALS = ",".join(f"{sign}{n}{day}" for n in range(1, 4) for sign in "+-" for day in DAYS)  # 42
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        f"FREQ=DAILY;BYMONTHDAY={FIRST_28};BYSETPOS=2",  # a day holds one candidate
+        "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA;BYSETPOS=7",  # six weekdays: six candidates a week
+        f"FREQ=MONTHLY;BYMONTHDAY={FIRST_28};BYSETPOS=29,30,31",  # 28 days of a month
+        f"FREQ=YEARLY;BYMONTHDAY={FIRST_28};BYSETPOS=337",  # 28 days of each of 12 months
+        "FREQ=MONTHLY;BYMONTHDAY=1,2,3,4;BYSETPOS=5",  # found by a hypothesis.target search
+        "FREQ=MONTHLY;BYMONTHDAY=-5,-28,-4,-2;BYSETPOS=80,81,74,72,63,79,-100,366,214,332,-183,-297",  # so was this
+        "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,-1MO;BYSETPOS=3,-3",  # two ordinals in one month
+    ],
+)
+def test_bysetpos_past_what_any_period_can_hold_is_refused_without_a_walk(rule):
+    assert refusal_work(rule) < 1_000  # lines: no month or year walked (the plain walk: ~144,000)
+
+
+def test_a_long_ordinal_list_walks_fewer_months_for_the_same_work():
+    rule = f"FREQ=MONTHLY;{NEVER};BYDAY={MONTH_ORDINALS}"
+    assert len(rule) <= 255
+    assert refusal_work(rule) < 1.2 * refusal_work(f"FREQ=MONTHLY;{NEVER};BYDAY=1MO")
+
+
+HEAVY = [  # the shapes that still walk a whole window after the cuts above, each yielding no date from 2026 on
+    f"FREQ=MONTHLY;{NEVER};BYDAY={MONTH_ORDINALS}",
+    "FREQ=YEARLY;BYMONTHDAY=31;BYMONTH=2,4,6,9,11;BYDAY=" + ",".join(f"{n}{day}" for n in (1, 2, 3) for day in DAYS),
+    "FREQ=MONTHLY;BYDAY=MO;BYMONTHDAY=1,2,3,4,5,6,7;BYSETPOS=2",  # one candidate a month, five allowed for
+    "FREQ=WEEKLY;BYDAY=MO,TU;BYMONTHDAY=1,15;BYSETPOS=2",  # no week holds a 1st and a 15th
+    "FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1",  # no list at all: every filter of every day
+]
+
+
+@pytest.mark.parametrize("rule", HEAVY)
+def test_no_rule_does_much_more_work_than_a_plain_one_walking_its_whole_window(rule):
+    assert refusal_work(rule) < 2.5 * refusal_work(f"FREQ=MONTHLY;{NEVER}")  # 480 months, the longest walk
+
+
+def test_a_search_examines_at_most_its_budget_of_candidate_dates():
+    walk = _BoundedRule(rrule.YEARLY, dtstart=datetime(2026, 1, 1), bymonthday=list(range(1, 29)), budget=40)
+    examined = 0
+    with pytest.raises(_SearchExhausted):
+        for _ in walk:
+            examined += 1
+    assert examined == CANDIDATE_BUDGET == 2000

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 from conftest import assert_error, task_row
+from dateutil import rrule
 
 # Saturday 09:00 in Berlin, the day before the clocks go forward (2027-03-28): the next daily
 # occurrence is Sunday 09:00 CEST, 07:00Z. Far enough ahead that "now" never decides it.
@@ -90,6 +91,8 @@ DUE = "2027-01-01T09:00:00Z"
         ({"recurrence": "FREQ=DAILY;FREQ=WEEKLY", "due_at": DUE}, "recurrence"),
         ({"recurrence": "FREQ=DAILY;COUNT=2;UNTIL=20271231", "due_at": DUE}, "recurrence"),
         ({"recurrence": "FREQ=MONTHLY;BYDAY=6MO", "due_at": DUE}, "recurrence"),
+        ({"recurrence": "FREQ=YEARLY;BYMONTH=2;BYDAY=53MO", "due_at": DUE}, "recurrence"),
+        ({"recurrence": "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO", "due_at": DUE}, "recurrence"),
         ({"recurrence": "FREQ=WEEKLY;BYDAY=1MO", "due_at": DUE}, "recurrence"),
         ({"recurrence": "FREQ=MONTHLY;BYSETPOS=1", "due_at": DUE}, "recurrence"),
         ({"recurrence": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "due_at": DUE}, "recurrence"),
@@ -325,3 +328,91 @@ def test_writes_that_cannot_create_an_occurrence_take_one_statement_not_the_lock
     assert [answer.status_code for answer in answers] == [200] * 6
     assert [answer.get_json()["data"]["version"] for answer in answers] == [2, 3, 4, 5, 6, 7]
     assert all("next_occurrence" not in answer.get_json()["meta"] for answer in answers)
+
+
+# --- rules that crashed the library, and stored rules today's grammar refuses ---------------------
+
+
+# 2033 and 2034 start on a Saturday and a Sunday: dateutil failed on a 51st Monday of February
+# then (an IndexError, a 500), and the rule was accepted in other years.
+ORDINAL_PAST_THE_5TH = ["FREQ=YEARLY;BYMONTH=2;BYDAY=53MO", "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO"]
+WITHIN_THE_MONTH = "With BYMONTH, a BYDAY ordinal counts within the month: 1 to 5 or -5 to -1."
+
+
+@pytest.mark.parametrize("rule", ORDINAL_PAST_THE_5TH)
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_an_ordinal_past_the_5th_of_a_month_is_a_400_saying_why(api, conn, rule, method):
+    task = api.create(title="before", due_at="2033-01-10T09:00:00Z")
+    path = "" if method == "POST" else f"/{task['id']}"
+    body = (
+        {"recurrence": rule}
+        if method == "PATCH"
+        else {"title": "t", "due_at": "2033-01-10T09:00:00Z", "recurrence": rule}
+    )
+    assert assert_invalid(api.request(method, path, json=body), "recurrence") == [WITHIN_THE_MONTH]
+    assert count_tasks(conn, api.user_id) == 1
+    assert task_row(conn, task["id"])["version"] == 1
+
+
+def insert_stored(conn, user_id: str, rule: str, due_at: str = "2033-02-07T09:00:00Z") -> int:
+    """A recurring task as an earlier version stored it, whatever today's grammar says of its rule."""
+    return conn.execute(
+        "INSERT INTO tasks (user_id, title, due_at, recurrence) VALUES (%s, 'stored', %s, %s) RETURNING id",
+        [user_id, due_at, rule],
+    ).fetchone()["id"]
+
+
+LEGACY = "FREQ=YEARLY;BYMONTH=2;BYDAY=1MO,51MO"  # accepted before: the first Monday of February
+
+
+@pytest.mark.parametrize(("method", "suffix", "body"), COMPLETIONS[:3], ids=["toggle", "complete", "patch"])
+def test_a_rule_stored_before_ordinals_were_capped_completes_with_its_successor(api, conn, method, suffix, body):
+    task_id = insert_stored(conn, api.user_id, LEGACY)  # 2033-02-07 is the first Monday of February
+    response = api.request(method, f"/{task_id}{suffix}", json=body)
+    assert response.status_code == 200, response.json
+    following = response.json["meta"]["next_occurrence"]
+    assert (following["due_at"], following["recurrence"]) == ("2034-02-06T09:00:00Z", LEGACY)
+    assert task_row(conn, task_id)["next_id"] == following["id"]
+
+
+def test_a_rule_stored_before_ordinals_were_capped_takes_a_new_due_at_and_timezone(api, conn):
+    task_id = insert_stored(conn, api.user_id, LEGACY)
+    moved = api.patch(f"/{task_id}", json={"due_at": "2034-02-06T09:00:00Z"})
+    assert moved.status_code == 200, moved.json
+    assert (moved.json["data"]["due_at"], moved.json["data"]["recurrence"]) == ("2034-02-06T09:00:00Z", LEGACY)
+    zoned = api.patch(f"/{task_id}", json={"timezone": "Pacific/Kiritimati"})
+    assert zoned.status_code == 200, zoned.json
+    assert task_row(conn, task_id)["version"] == 3
+
+
+def test_a_stored_rule_that_cannot_be_followed_completes_without_a_successor(api, conn, caplog):
+    task_id = insert_stored(conn, api.user_id, "FREQ=HOURLY")  # no version accepted it; the row says so
+    response = api.patch(f"/{task_id}/complete")
+    assert response.status_code == 200, response.json
+    assert response.json["data"]["completed"] is True and response.json["data"]["next_id"] is None
+    assert "next_occurrence" not in response.json["meta"] and count_tasks(conn, api.user_id) == 1
+    [line] = [r for r in caplog.records if getattr(r, "event", None) == "task.recurrence_failed"]
+    assert (line.task_id, line.user_id) == (task_id, api.user_id)
+    # Changing its due_at is checked as the task it leaves: a 400 on the field sent.
+    assert_invalid(api.patch(f"/{task_id}", json={"due_at": "2034-01-01T09:00:00Z"}), "due_at")
+    assert task_row(conn, task_id)["version"] == 2
+
+
+def test_whatever_the_library_raises_is_never_a_500(api, conn, monkeypatch):
+    """A dateutil failure nobody has found yet: a 400 on the field sent when a rule is checked, and a
+    completion without a successor for a task stored with a rule."""
+    task = api.create(title="t", due_at="2033-01-10T09:00:00Z", recurrence="FREQ=MONTHLY;BYDAY=-1FR")
+
+    def broken(self, year, month):
+        raise KeyError("a bug in dateutil")
+
+    monkeypatch.setattr(rrule._iterinfo, "rebuild", broken)
+    body = {"title": "t", "due_at": "2033-01-10T09:00:00Z", "recurrence": "FREQ=MONTHLY;BYDAY=-1FR"}
+    for method, path, json in [("POST", "", body), ("PUT", f"/{task['id']}", body)]:
+        messages = assert_invalid(api.request(method, path, json=json), "recurrence")
+        assert messages == ["This rule could not be expanded into dates."]
+    assert_invalid(api.patch(f"/{task['id']}", json={"due_at": "2033-02-10T09:00:00Z"}), "due_at")
+    response = api.patch(f"/{task['id']}/complete")
+    assert response.status_code == 200, response.json
+    assert response.json["data"]["completed"] is True and "next_occurrence" not in response.json["meta"]
+    assert count_tasks(conn, api.user_id) == 1

@@ -9,6 +9,7 @@ the completed task is written, so the task's version goes up once, with `next_id
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,8 @@ from . import recurrence
 from .db import Row, Runner
 from .errors import ApiError, not_found, validation_error
 from .schemas import recurrence_errors
+
+log = logging.getLogger("todo_api.tasks")
 
 WRITABLE_FIELDS = (
     "title",
@@ -80,10 +83,18 @@ def write(
 
 
 def _insert_successor(run: Runner, task: Row, now: datetime) -> Row | None:
-    """Insert the next occurrence of a task being completed (API.md §5), or None if the rule has ended."""
-    following = recurrence.next_occurrence(
-        recurrence.parse_rule(task["recurrence"]), task["due_at"], task["timezone"], now
-    )
+    """Insert the next occurrence of a task being completed (API.md §5), or None if the rule has ended
+    or cannot be followed (docs/recurring-tasks.md): the completion stands either way."""
+    try:
+        following = recurrence.next_occurrence(
+            recurrence.parse_rule(task["recurrence"], stored=True), task["due_at"], task["timezone"], now
+        )
+    except recurrence.RuleError:
+        log.warning(
+            "no next occurrence: the stored rule cannot be followed",
+            extra={"event": "task.recurrence_failed", "task_id": task["id"], "user_id": task["user_id"]},
+        )
+        return None
     if following is None:
         return None
     remind_at = None

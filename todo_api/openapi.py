@@ -274,7 +274,8 @@ RECURRENCE = (
     "An RFC 5545 RRULE (`RRULE:` prefix optional, case-insensitive), e.g. `FREQ=WEEKLY;BYDAY=MO,WE` or "
     "`FREQ=MONTHLY;BYDAY=-1FR`. Parts: FREQ (DAILY, WEEKLY, MONTHLY, YEARLY; required), INTERVAL and COUNT "
     "(1-1000), UNTIL (YYYYMMDD or YYYYMMDDTHHMMSSZ; not with COUNT), BYDAY (ordinals only with MONTHLY or "
-    "YEARLY), BYMONTHDAY, BYMONTH, BYSETPOS (beside another BY part), WKST; each at most once, at most 255 "
+    "YEARLY: 1-5 or -5 to -1 within the month with MONTHLY or beside BYMONTH, up to 53 within the year "
+    "otherwise), BYMONTHDAY, BYMONTH, BYSETPOS (beside another BY part), WKST; each at most once, at most 255 "
     "characters. Needs a `due_at`, and must yield a date at or after it in `timezone`. Returned upper-cased, "
     "parts in the order given. Completing the task creates its next occurrence (`meta.next_occurrence`)."
 )

@@ -120,8 +120,8 @@ def recurrence_errors(task: dict[str, Any], sent: Any) -> dict[str, list[str]]:
     field = next((name for name in ("recurrence", "due_at", "timezone") if name in sent), "recurrence")
     if task.get("due_at") is None:
         return {field: ["A task with a recurrence needs a due_at."]}
-    try:
-        recurrence.check_task_rule(recurrence.parse_rule(rule), task["due_at"], task["timezone"])
+    try:  # a rule sent was parsed by its field already; a stored one may predate today's grammar
+        recurrence.check_task_rule(recurrence.parse_rule(rule, stored=True), task["due_at"], task["timezone"])
     except recurrence.RuleError as error:
         return {field: [str(error)]}
     return {}
