@@ -152,7 +152,7 @@ def test_a_sync_reads_only_what_changed(seeded, changes):
         " AND id IN (SELECT id FROM tasks WHERE user_id = %s ORDER BY id LIMIT %s)",
         [user_id, user_id, changes],
     )
-    values = {"user_id": user_id, "after": position, "with_deleted": True, "page_size": 201, "retention_days": 30}
+    values = {"user_id": user_id, "after": position, "deleted_after": position, "page_size": 201, "retention_days": 30}
     plan = _plan(conn, load_queries()["sync_changes"], values)
     _assert_reads_only_a_page(plan, f"sync with {changes} changes", budget=changes + 1)
     assert len(conn.execute(load_queries()["sync_changes"], values).fetchall()) == max(changes, 1)
