@@ -81,7 +81,8 @@ RETURNING id, user_id, title, description, completed, completed_at, priority, ta
 
 -- name: delete_task
 -- Delete one task if the version still matches, and return it as it was, with whether the user has
--- a tombstone older than %(retention_days)s (then the caller runs forget_deletions, sql/sync.sql).
+-- a tombstone more than a day past %(retention_days)s (then the caller runs forget_deletions,
+-- sql/sync.sql): a user who deletes daily pays for forgetting once a day, not at every deletion.
 WITH deleted AS (
     DELETE FROM tasks
     WHERE user_id = %(user_id)s AND id = %(task_id)s
@@ -92,7 +93,7 @@ WITH deleted AS (
 SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
        recurrence, timezone, remind_at, next_id, created_at, updated_at, version,
        (SELECT min(deleted_at) FROM task_tombstones WHERE user_id = %(user_id)s)
-           < now() - make_interval(days => %(retention_days)s) AS deletions_due
+           < now() - make_interval(days => %(retention_days)s + 1) AS deletions_due
 FROM deleted;
 
 -- name: list_tasks

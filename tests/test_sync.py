@@ -460,6 +460,27 @@ def test_deleting_forgets_a_batch_of_expired_deletions_of_a_user_who_never_syncs
     assert tombstones(conn, api.user_id) == ([first, second], expired[-1])
 
 
+def test_a_deletion_forgets_once_the_oldest_deletion_is_a_day_past_the_retention(short_retention, conn):
+    """So a user who deletes daily pays for forgetting once a day, not at every deletion; a sync
+    forgets as soon as the retention has passed."""
+    api = Api(short_retention.test_client(), f"grace-{random.randrange(10**9)}")
+    tasks = [api.create(title=f"task {n}") for n in range(4)]
+    api.delete(f"/{tasks[0]['id']}")
+    backdate_deletions(conn, api.user_id, 1.5)
+    api.delete(f"/{tasks[1]['id']}")
+    first, second = tombstones(conn, api.user_id)[0]
+    assert tombstones(conn, api.user_id) == ([first, second], 0)  # the first is past the retention, not a day past
+
+    backdate_deletions(conn, api.user_id, 1)  # the first is now a day past it, the second just past it
+    api.delete(f"/{tasks[2]['id']}")
+    third = tombstones(conn, api.user_id)[0][-1]
+    assert tombstones(conn, api.user_id) == ([third], second)  # every deletion past the retention went
+
+    backdate_deletions(conn, api.user_id, 1.5)
+    synced(api)
+    assert tombstones(conn, api.user_id) == ([], third)
+
+
 def test_a_sync_whose_forgetting_fails_still_answers_and_a_later_one_forgets(database_url, conn, caplog):
     """Forgetting runs after the read, in its own transaction: a counter row held past the statement
     timeout makes it fail, not the sync."""

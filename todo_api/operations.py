@@ -193,7 +193,8 @@ def complete_task(
 
 def delete_task(user_id: str, task_id: int, expected_versions: list[int] | None = None) -> Row:
     """Delete a task if the version still matches; returns it as it was. 404, 412.
-    Then forgets a batch of the user's expired deletions, if any: users who never sync have them too."""
+    Then forgets a batch of the user's deletions past the retention, if one is a day past it: users
+    who never sync have them too."""
     params = {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
     task = database().fetch_one("delete_task", {**params, "retention_days": _retention_days()})
     if task is None:
