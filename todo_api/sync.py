@@ -1,9 +1,10 @@
 """GET /api/{user_id}/sync (API.md §6): what changed since a token, in pages.
 
-A token is a position in the user's change numbers (sealed, see tokens.py). Every write to a task
-takes the user's next number in a trigger (migrations/0007) whose row lock orders the numbers as
-the transactions commit, so one snapshot that sees number n sees every number below it: "every
-change after p" never skips a write that commits late. docs/sync.md has the argument in full.
+A token is a position in the user's change numbers, with a horizon for the deletions (sealed, see
+tokens.py). Every write to a task takes the user's next number in a trigger (migrations/0007) whose
+row lock orders the numbers as the transactions commit, so one snapshot that sees number n sees
+every number below it: "every change after p" never skips a write that commits late. docs/sync.md
+has the argument in full, and why a first walk's horizon is the counter it began at.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _POSITION = struct.Struct(">Q")
 _POSITION_AND_HORIZON = struct.Struct(">QQ")
 
 
-def _position(user_id: str, token: str) -> tuple[int, int]:
+def _opened(user_id: str, token: str) -> tuple[int, int]:
     """The position and horizon a token holds; ValidationError naming `token` unless this service
     sealed it for this user."""
     try:
@@ -61,7 +62,7 @@ def sync(user_id: str) -> Response:
     200; 400 naming a bad parameter; 410 sync_token_expired when a deletion after the token was forgotten."""
     try:
         options = sync_query.load_args(request.args)
-        after, horizon = (None, None) if options["token"] is None else _position(user_id, options["token"])
+        after, horizon = (None, None) if options["token"] is None else _opened(user_id, options["token"])
     except ValidationError as error:
         raise invalid(error) from None
     limit = options["limit"]
