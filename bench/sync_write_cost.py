@@ -5,7 +5,9 @@
 Starts a throwaway embedded PostgreSQL, migrates it, gives one user `--tasks` tasks, then runs the
 service's own insert_task, update_task and delete_task statements (sql/tasks.sql), each in its own
 transaction as the views do, `--writes` at a time, in alternating rounds with migration 0007
-applied (sync_seq, its index, the triggers) and rolled back (the schema before sync). It reports
+applied (sync_seq, its index, the triggers) and rolled back (the schema before sync). delete_task
+also asks whether a tombstone is past the retention, which the schema before sync cannot: those
+rounds run the statement as it was then (PLAIN_DELETE), so DELETE shows all that sync adds. It reports
 the backend's CPU time per statement (user + system, read from /proc for the connection's server
 process, so client and network time are left out) and the wall time per statement, as medians
 over the rounds.
@@ -21,6 +23,7 @@ import tempfile
 import time
 
 import psycopg
+from psycopg import sql
 
 from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
 from todo_api.db import load_queries
@@ -37,6 +40,12 @@ def backend_cpu_seconds(pid: int) -> float:
 
 
 SYNC_MIGRATION = "0007.incremental-sync"
+PLAIN_DELETE = sql.SQL(
+    "DELETE FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s"
+    " AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))"
+    " RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,"
+    " recurrence, timezone, remind_at, next_id, created_at, updated_at, version"
+)
 
 
 def migrate(url: str, *, with_sync: bool) -> None:
@@ -52,7 +61,7 @@ def migrate(url: str, *, with_sync: bool) -> None:
     backend.connection.close()
 
 
-def run_round(conn: psycopg.Connection, queries: dict, writes: int) -> dict[str, tuple[float, float]]:
+def run_round(conn: psycopg.Connection, queries: dict, writes: int, with_sync: bool) -> dict[str, tuple[float, float]]:
     """(CPU µs, wall µs) per statement for each kind of write."""
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
     task = {
@@ -98,8 +107,8 @@ def run_round(conn: psycopg.Connection, queries: dict, writes: int) -> dict[str,
     )
     timed(
         "DELETE",
-        queries["delete_task"],
-        lambda i: {"user_id": USER, "task_id": created[i], "expected_versions": None},
+        queries["delete_task"] if with_sync else PLAIN_DELETE,
+        lambda i: {"user_id": USER, "task_id": created[i], "expected_versions": None, "retention_days": 30},
     )
     return results
 
@@ -127,7 +136,7 @@ def main() -> int:
                 migrate(url, with_sync=triggers == "with")
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE tasks")
-                    for kind, figures in run_round(conn, queries, args.writes).items():
+                    for kind, figures in run_round(conn, queries, args.writes, triggers == "with").items():
                         samples[triggers].setdefault(kind, []).append(figures)
                 print(f"round {round_number + 1}: {triggers} sync", file=sys.stderr)
         finally:

@@ -26,6 +26,11 @@ WHERE user_id = %(user_id)s AND key = %(key)s
 RETURNING key;
 
 -- name: purge_idempotency_keys
--- Forget this user's expired keys.
+-- Forget up to %(batch)s of this user's expired keys, oldest first.
 DELETE FROM idempotency_keys
-WHERE user_id = %(user_id)s AND created_at < now() - interval '24 hours';
+WHERE user_id = %(user_id)s AND created_at < now() - interval '24 hours'
+  AND key = ANY(ARRAY(SELECT key FROM idempotency_keys
+                      WHERE user_id = %(user_id)s AND created_at < now() - interval '24 hours'
+                      ORDER BY created_at
+                      LIMIT %(batch)s))
+RETURNING key;

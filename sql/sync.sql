@@ -1,30 +1,16 @@
 -- Incremental sync (API.md §6; design in docs/sync.md). Every statement is scoped to one user.
 
 -- name: sync_changes
--- One page of changes after %(after)s, from one snapshot: the user's counter, then up to
--- %(page_size)s changes in change order (tasks in their current state and, when %(with_deleted)s,
--- tombstones), one row each; a single row with a NULL sync_seq when nothing changed. On the way it
--- forgets tombstones older than %(retention_days)s and raises forgotten_seq past them; the counter
--- row is locked before the tombstones, and only when one is due, so this reads without waiting.
-WITH due AS (
-    SELECT user_id
-    FROM sync_state
-    WHERE user_id = %(user_id)s
-      AND EXISTS (SELECT FROM task_tombstones
-                  WHERE user_id = %(user_id)s AND deleted_at < now() - make_interval(days => %(retention_days)s))
-    FOR UPDATE
-), purged AS (
-    DELETE FROM task_tombstones
-    WHERE user_id = %(user_id)s AND deleted_at < now() - make_interval(days => %(retention_days)s)
-      AND EXISTS (SELECT FROM due)
-    RETURNING sync_seq
-), forgotten AS (
-    UPDATE sync_state
-    SET forgotten_seq = (SELECT max(sync_seq) FROM purged)
-    WHERE user_id = %(user_id)s AND forgotten_seq < (SELECT max(sync_seq) FROM purged)
-    RETURNING forgotten_seq
-), state AS (
-    SELECT coalesce(max(last_seq), 0) AS last_seq, coalesce(max(forgotten_seq), 0) AS forgotten_seq
+-- One page of changes, from one snapshot: the user's counter, whether a tombstone is older than
+-- %(retention_days)s (then the caller runs forget_deletions), and up to %(page_size)s changes in
+-- change order, one row each: tasks changed after %(after)s in their current state, and tombstones
+-- after %(deleted_after)s (NULL: none); a single row with a NULL sync_seq when nothing changed.
+-- It only reads: it takes no lock and waits for no writer.
+WITH state AS (
+    SELECT coalesce(max(last_seq), 0) AS last_seq, coalesce(max(forgotten_seq), 0) AS forgotten_seq,
+           -- min() is one step down task_tombstones_user_deleted_idx, whatever the planner expects of the user
+           (SELECT min(deleted_at) FROM task_tombstones WHERE user_id = %(user_id)s)
+               < now() - make_interval(days => %(retention_days)s) AS deletions_due
     FROM sync_state
     WHERE user_id = %(user_id)s
 ), changes AS (
@@ -39,12 +25,42 @@ WITH due AS (
     (SELECT sync_seq, task_id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
             NULL, NULL, NULL, NULL, NULL, NULL, NULL, deleted_at
      FROM task_tombstones
-     WHERE user_id = %(user_id)s AND sync_seq > %(after)s AND %(with_deleted)s
+     WHERE user_id = %(user_id)s AND sync_seq > %(deleted_after)s
      ORDER BY sync_seq
      LIMIT %(page_size)s)
     ORDER BY sync_seq
     LIMIT %(page_size)s
 )
-SELECT state.last_seq, state.forgotten_seq, changes.*
+SELECT state.last_seq, state.forgotten_seq, state.deletions_due, changes.*
 FROM state LEFT JOIN changes ON true
 ORDER BY changes.sync_seq;
+
+-- name: forget_deletions
+-- Forget up to %(batch)s of the user's tombstones older than %(retention_days)s, oldest first, and
+-- raise forgotten_seq to the highest number forgotten (a token below it is then 410). The counter
+-- row is locked first, and only when a tombstone is due (lock order: docs/sync.md).
+WITH due AS (
+    SELECT user_id
+    FROM sync_state
+    WHERE user_id = %(user_id)s
+      AND (SELECT min(deleted_at) FROM task_tombstones WHERE user_id = %(user_id)s)
+          < now() - make_interval(days => %(retention_days)s)
+    FOR UPDATE
+), batch AS (
+    SELECT sync_seq
+    FROM task_tombstones
+    WHERE user_id = %(user_id)s AND deleted_at < now() - make_interval(days => %(retention_days)s)
+      AND EXISTS (SELECT FROM due)
+    ORDER BY deleted_at
+    LIMIT %(batch)s
+), forgotten AS (
+    DELETE FROM task_tombstones
+    WHERE user_id = %(user_id)s AND sync_seq = ANY(ARRAY(SELECT sync_seq FROM batch))
+    RETURNING sync_seq
+), raised AS (
+    UPDATE sync_state
+    SET forgotten_seq = (SELECT max(sync_seq) FROM forgotten)
+    WHERE user_id = %(user_id)s AND forgotten_seq < (SELECT max(sync_seq) FROM forgotten)
+    RETURNING forgotten_seq
+)
+SELECT (SELECT count(*) FROM forgotten) AS forgotten, (SELECT forgotten_seq FROM raised) AS forgotten_seq;

@@ -80,12 +80,21 @@ RETURNING id, user_id, title, description, completed, completed_at, priority, ta
           recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
 
 -- name: delete_task
--- Delete one task if the version still matches, and return it as it was.
-DELETE FROM tasks
-WHERE user_id = %(user_id)s AND id = %(task_id)s
-  AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
-RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
+-- Delete one task if the version still matches, and return it as it was, with whether the user has
+-- a tombstone more than a day past %(retention_days)s (then the caller runs forget_deletions,
+-- sql/sync.sql): a user who deletes daily pays for forgetting once a day, not at every deletion.
+WITH deleted AS (
+    DELETE FROM tasks
+    WHERE user_id = %(user_id)s AND id = %(task_id)s
+      AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
+    RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+              recurrence, timezone, remind_at, next_id, created_at, updated_at, version
+)
+SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+       recurrence, timezone, remind_at, next_id, created_at, updated_at, version,
+       (SELECT min(deleted_at) FROM task_tombstones WHERE user_id = %(user_id)s)
+           < now() - make_interval(days => %(retention_days)s + 1) AS deletions_due
+FROM deleted;
 
 -- name: list_tasks
 -- One page of the owner's tasks, plus one row to tell whether another page exists.

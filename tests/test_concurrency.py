@@ -10,6 +10,8 @@ import pytest
 import requests
 from conftest import SECRET, assert_error, make_token, task_row
 
+from todo_api.idempotency import PURGE_BATCH
+
 WRITES = [
     ("PUT", "", {"title": "Replaced"}),
     ("PATCH", "", {"title": "Patched"}),
@@ -131,6 +133,29 @@ def test_expired_key_creates_anew_and_expired_keys_are_purged(api, conn):
     assert again.status_code == 201 and again.json["data"]["id"] != first.json["data"]["id"]
     keys = conn.execute("SELECT key FROM idempotency_keys WHERE user_id = %s", [api.user_id]).fetchall()
     assert [k["key"] for k in keys] == ["old"]  # "stale" was purged on the way
+    assert count_tasks(conn, api.user_id) == 3
+
+
+def test_expired_keys_are_purged_a_batch_per_create_oldest_first(api, conn):
+    """Issue 22: a create forgets at most PURGE_BATCH expired keys, so a backlog costs no create more."""
+    conn.execute(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, created_at)"
+        " SELECT %s, 'old-' || n, 'x', now() - interval '25 hours' - n * interval '1 s'"
+        " FROM generate_series(1, %s) AS n",
+        [api.user_id, 2 * PURGE_BATCH + 50],
+    )
+
+    def expired() -> list[str]:
+        rows = conn.execute(
+            "SELECT key FROM idempotency_keys WHERE user_id = %s AND key LIKE 'old-%%' ORDER BY created_at",
+            [api.user_id],
+        ).fetchall()
+        return [row["key"] for row in rows]
+
+    backlog = expired()
+    for n, left in enumerate([PURGE_BATCH + 50, 50, 0]):
+        assert api.post(json={"title": f"t{n}"}, headers={"Idempotency-Key": f"new-{n}"}).status_code == 201
+        assert expired() == backlog[len(backlog) - left :]  # the oldest went first
     assert count_tasks(conn, api.user_id) == 3
 
 

@@ -8,6 +8,7 @@ Plans on a 1,000,000-task user: docs/listing-plans.md (written by `make bench-li
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,10 @@ NEIGHBOUR_TASKS = 2_000
 # A page of 20 may touch this many of the user's rows (rows read plus rows filtered out), in the
 # scan and in any Sort: the common filters need a few hundred; the whole user is 10,000.
 ROW_BUDGET = 1_000
+# Deletions for the idle-sync plans: a few users with many past the retention, and one with recent ones.
+HEAVY_DELETERS = 5
+OLD_DELETIONS_EACH = 20_000
+RECENT_DELETIONS = 20_000
 
 # What a frontend asks for: the default list, every sort in both directions, the status tabs, tag
 # chips, the search box, the priority filter and the due-date views, alone and combined.
@@ -152,10 +157,82 @@ def test_a_sync_reads_only_what_changed(seeded, changes):
         " AND id IN (SELECT id FROM tasks WHERE user_id = %s ORDER BY id LIMIT %s)",
         [user_id, user_id, changes],
     )
-    values = {"user_id": user_id, "after": position, "with_deleted": True, "page_size": 201, "retention_days": 30}
+    values = {"user_id": user_id, "after": position, "deleted_after": position, "page_size": 201, "retention_days": 30}
     plan = _plan(conn, load_queries()["sync_changes"], values)
     _assert_reads_only_a_page(plan, f"sync with {changes} changes", budget=changes + 1)
     assert len(conn.execute(load_queries()["sync_changes"], values).fetchall()) == max(changes, 1)
+
+
+@pytest.fixture(scope="module")
+def beside_old_deletions(database_url: str) -> Iterator[tuple[psycopg.Connection[dict[str, Any]], str]]:
+    """A user with a few tasks and many recent deletions, beside a few users with many deletions past
+    the retention: statistics under which the planner expects the user to have old tombstones."""
+    user_id = f"plans-{uuid.uuid4().hex[:8]}"
+    heavy = [f"plans-heavy-{uuid.uuid4().hex[:8]}" for _ in range(HEAVY_DELETERS)]
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True, prepare_threshold=None) as conn:
+        # Tombstones are written straight (no trigger reads them); the counter goes past them, as deletions take it.
+        conn.execute("INSERT INTO sync_state (user_id, last_seq) VALUES (%s, %s)", [user_id, RECENT_DELETIONS])
+        conn.execute(
+            "INSERT INTO task_tombstones (user_id, sync_seq, task_id, deleted_at)"
+            " SELECT %s, n, n, now() - n * interval '1 s' FROM generate_series(1, %s) AS n",
+            [user_id, RECENT_DELETIONS],
+        )
+        conn.execute(SEED_SQL, {"user_id": user_id, "count": 100, "newest": "2026-01-01T00:00:00Z"})
+        conn.execute(
+            "INSERT INTO task_tombstones (user_id, sync_seq, task_id, deleted_at)"
+            " SELECT (%s::text[])[1 + n %% %s], n, n, now() - interval '60 days' - n * interval '1 s'"
+            " FROM generate_series(1, %s) AS n",
+            [heavy, HEAVY_DELETERS, HEAVY_DELETERS * OLD_DELETIONS_EACH],
+        )
+        conn.execute("VACUUM ANALYZE task_tombstones, tasks")
+        yield conn, user_id
+        conn.execute("DELETE FROM tasks WHERE user_id = %s", [user_id])
+        conn.execute("DELETE FROM task_tombstones WHERE user_id = ANY(%s)", [[user_id, *heavy]])
+
+
+def _prepared_plan(conn, statement: sql.SQL, params: dict[str, Any], plan_cache_mode: str) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of `statement` run as a prepared statement, as the service runs it from its 6th
+    call on a connection, with plan_cache_mode choosing a generic or a custom plan."""
+    text = statement.as_string(conn)
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+    numbered = re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match.group(1)) + 1}", text)
+    conn.execute(sql.SQL("PREPARE plan_probe AS {}").format(sql.SQL(numbered)))  # type: ignore[arg-type]
+    try:
+        conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Identifier(plan_cache_mode)))
+        arguments = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
+        explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE plan_probe({})").format(arguments)
+        return conn.execute(explain).fetchone()["QUERY PLAN"][0]["Plan"]
+    finally:
+        conn.execute("DEALLOCATE plan_probe")
+        conn.execute("RESET plan_cache_mode")
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+@pytest.mark.parametrize("query", ["sync_changes", "forget_deletions", "delete_task"])
+def test_an_idle_sync_reads_none_of_the_tombstones_of_other_users(beside_old_deletions, query, plan_cache_mode):
+    """Issue 22: "is one of the user's tombstones past the retention?" (a sync, and a deletion, ask it)
+    is one step down an index, whatever the planner expects; EXISTS (... deleted_at < ...) was planned
+    as a scan of every user's tombstones."""
+    conn, user_id = beside_old_deletions
+    position = conn.execute("SELECT last_seq FROM sync_state WHERE user_id = %s", [user_id]).fetchone()["last_seq"]
+    task_id = conn.execute("SELECT min(id) AS id FROM tasks WHERE user_id = %s", [user_id]).fetchone()["id"]
+    values = {
+        "user_id": user_id,
+        "after": position,
+        "deleted_after": position,
+        "page_size": 201,
+        "retention_days": 30,
+        "batch": 1000,
+        "task_id": task_id,
+        "expected_versions": None,
+    }
+    with conn.transaction(force_rollback=True):  # the deletion is undone
+        plan = _prepared_plan(conn, load_queries()[query], values, plan_cache_mode)
+    scans = [
+        node for node in _nodes(plan) if node.get("Relation Name") == "task_tombstones" and "Scan" in node["Node Type"]
+    ]
+    assert scans and all("Index" in node["Node Type"] for node in scans), (query, plan_cache_mode)
+    assert sum(_rows_touched(node) for node in scans) <= 1, (query, plan_cache_mode)
 
 
 def test_the_seed_has_the_shape_the_plans_assume(seeded):

@@ -17,6 +17,7 @@ from conftest import Api, assert_error, connect, make_settings
 from test_reliability import auth, service_env
 
 from todo_api import create_app
+from todo_api.operations import FORGET_BATCH
 from todo_api.tokens import Purpose, TokenCodec
 
 
@@ -353,6 +354,168 @@ def test_an_empty_first_sync_after_forgotten_deletions_gives_a_token_that_works(
     assert synced(api, token=token)["data"] == {"tasks": [], "deleted": []}
 
 
+def test_a_first_sync_walks_every_page_after_old_deletions_were_forgotten(short_retention, conn):
+    """Issue 22: a walk begun without a token cannot have missed a forgotten deletion, so its pages do
+    not expire for it; a token from before that deletion still does."""
+    api = Api(short_retention.test_client(), f"walk-{random.randrange(10**9)}")
+    kept = [api.create(title=f"kept {n}")["id"] for n in range(5)]
+    doomed = [api.create(title=f"doomed {n}")["id"] for n in range(3)]
+    before = synced(api)["meta"]["sync_token"]
+    for task_id in doomed:
+        api.delete(f"/{task_id}")
+    backdate_deletions(conn, api.user_id, 2)
+
+    tasks, deleted, token, answers = walk(api, limit=2)
+    assert sorted(ids(tasks)) == kept and deleted == []  # every task exactly once, no old deletion
+    assert [a["meta"]["has_more"] for a in answers] == [True, True, False]
+    assert (
+        conn.execute("SELECT count(*) AS n FROM task_tombstones WHERE user_id = %s", [api.user_id]).fetchone()["n"] == 0
+    )
+    assert_error(sync(api, token=before), 410, "sync_token_expired")  # a delta token from before them: still 410
+    assert synced(api, token=token)["data"] == {"tasks": [], "deleted": []}
+
+
+def test_a_deletion_during_a_first_walk_after_forgotten_deletions_is_reported(short_retention, conn):
+    api = Api(short_retention.test_client(), f"walk-{random.randrange(10**9)}")
+    kept = [api.create(title=f"kept {n}")["id"] for n in range(6)]
+    api.delete(f"/{api.create(title='doomed')['id']}")
+    backdate_deletions(conn, api.user_id, 2)
+
+    first = synced(api, limit=2)  # forgets the old deletion on the way
+    api.delete(f"/{kept[0]}")  # a task the client already holds
+    api.patch(f"/{kept[5]}", json={"title": "changed during the walk"})
+    rest, deleted, _, _ = walk(api, first["meta"]["sync_token"], limit=2)
+    assert ids(first["data"]["tasks"]) == kept[:2]
+    assert ids(rest) == kept[2:] and rest[-1]["title"] == "changed during the walk"
+    assert ids(deleted) == [kept[0]]
+
+
+def test_a_first_walk_paused_until_a_deletion_during_it_was_forgotten_is_410(short_retention, conn):
+    """The walk's client holds a task whose deletion is no longer remembered: it must start over."""
+    api = Api(short_retention.test_client(), f"walk-{random.randrange(10**9)}")
+    kept = [api.create(title=f"kept {n}")["id"] for n in range(4)]
+    first = synced(api, limit=2)
+    api.delete(f"/{kept[0]}")
+    backdate_deletions(conn, api.user_id, 2)
+    synced(api)  # another device's first sync forgets it
+    assert_error(sync(api, token=first["meta"]["sync_token"], limit=2), 410, "sync_token_expired")
+
+
+def expired_backlog(conn, user_id: str, count: int) -> None:
+    """`count` deletions two days old (past the short retention), the older the lower their number."""
+    conn.execute(
+        "INSERT INTO tasks (user_id, title) SELECT %s, 'doomed ' || n FROM generate_series(1, %s) AS n",
+        [user_id, count],
+    )
+    conn.execute("DELETE FROM tasks WHERE user_id = %s", [user_id])
+    conn.execute(
+        "UPDATE task_tombstones SET deleted_at = deleted_at - interval '2 days' - (%s - sync_seq) * interval '1 s'"
+        " WHERE user_id = %s",
+        [2 * count, user_id],
+    )
+
+
+def tombstones(conn, user_id: str) -> tuple[list[int], int]:
+    """The user's tombstone numbers, and forgotten_seq."""
+    seqs = conn.execute(
+        "SELECT sync_seq FROM task_tombstones WHERE user_id = %s ORDER BY sync_seq", [user_id]
+    ).fetchall()
+    state = conn.execute("SELECT forgotten_seq FROM sync_state WHERE user_id = %s", [user_id]).fetchone()
+    return [row["sync_seq"] for row in seqs], state["forgotten_seq"]
+
+
+def test_a_backlog_of_expired_deletions_is_forgotten_a_batch_per_sync(short_retention, conn):
+    """Issue 22: the purge of a large backlog no longer holds up every sync; each forgets a batch."""
+    api = Api(short_retention.test_client(), f"backlog-{random.randrange(10**9)}")
+    backlog = 2 * FORGET_BATCH + 500
+    expired_backlog(conn, api.user_id, backlog)
+    expired, _ = tombstones(conn, api.user_id)
+    kept = api.create(title="kept")
+    recent = api.create(title="recent")
+    conn.execute("DELETE FROM tasks WHERE user_id = %s AND id = %s", [api.user_id, recent["id"]])  # within it
+    recent = tombstones(conn, api.user_id)[0][-1]
+    assert tombstones(conn, api.user_id) == ([*expired, recent], 0)
+    assert ids(synced(api)["data"]["tasks"]) == [kept["id"]]
+    forgotten = FORGET_BATCH
+    while forgotten < len(expired):
+        assert tombstones(conn, api.user_id) == ([*expired[forgotten:], recent], expired[forgotten - 1])
+        assert ids(synced(api)["data"]["tasks"]) == [kept["id"]]
+        forgotten += FORGET_BATCH
+    assert tombstones(conn, api.user_id) == ([recent], expired[-1])  # finished; the recent one is kept
+    synced(api)
+    assert tombstones(conn, api.user_id) == ([recent], expired[-1])
+
+
+def test_deleting_forgets_a_batch_of_expired_deletions_of_a_user_who_never_syncs(short_retention, conn):
+    api = Api(short_retention.test_client(), f"never-syncs-{random.randrange(10**9)}")
+    expired_backlog(conn, api.user_id, FORGET_BATCH + 10)
+    expired, _ = tombstones(conn, api.user_id)
+    tasks = [api.create(title=f"task {n}") for n in range(2)]
+
+    assert api.delete(f"/{tasks[0]['id']}").status_code == 200
+    first = tombstones(conn, api.user_id)[0][-1]
+    assert tombstones(conn, api.user_id) == ([*expired[FORGET_BATCH:], first], expired[FORGET_BATCH - 1])
+    assert api.delete(f"/{tasks[1]['id']}").status_code == 200
+    second = tombstones(conn, api.user_id)[0][-1]
+    assert tombstones(conn, api.user_id) == ([first, second], expired[-1])
+
+
+def test_a_deletion_forgets_once_the_oldest_deletion_is_a_day_past_the_retention(short_retention, conn):
+    """So a user who deletes daily pays for forgetting once a day, not at every deletion; a sync
+    forgets as soon as the retention has passed."""
+    api = Api(short_retention.test_client(), f"grace-{random.randrange(10**9)}")
+    tasks = [api.create(title=f"task {n}") for n in range(4)]
+    api.delete(f"/{tasks[0]['id']}")
+    backdate_deletions(conn, api.user_id, 1.5)
+    api.delete(f"/{tasks[1]['id']}")
+    first, second = tombstones(conn, api.user_id)[0]
+    assert tombstones(conn, api.user_id) == ([first, second], 0)  # the first is past the retention, not a day past
+
+    backdate_deletions(conn, api.user_id, 1)  # the first is now a day past it, the second just past it
+    api.delete(f"/{tasks[2]['id']}")
+    third = tombstones(conn, api.user_id)[0][-1]
+    assert tombstones(conn, api.user_id) == ([third], second)  # every deletion past the retention went
+
+    backdate_deletions(conn, api.user_id, 1.5)
+    synced(api)
+    assert tombstones(conn, api.user_id) == ([], third)
+
+
+def test_a_sync_whose_forgetting_fails_still_answers_and_a_later_one_forgets(database_url, conn, caplog):
+    """Forgetting runs after the read, in its own transaction: a counter row held past the statement
+    timeout makes it fail, not the sync."""
+    app = create_app(
+        make_settings(database_url, sync_retention_days=1, db_statement_timeout_ms=300), configure_logs=False
+    )
+    app.testing = True
+    api = Api(app.test_client(), f"forget-fails-{random.randrange(10**9)}")
+    try:
+        task = api.create()
+        api.delete(f"/{api.create()['id']}")
+        backdate_deletions(conn, api.user_id, 2)
+        with connect(database_url) as holder, holder.transaction():
+            holder.execute("SELECT FROM sync_state WHERE user_id = %s FOR UPDATE", [api.user_id])
+            body = synced(api)
+        assert ids(body["data"]["tasks"]) == [task["id"]]
+        assert len(tombstones(conn, api.user_id)[0]) == 1
+        failures = [r for r in caplog.records if getattr(r, "event", None) == "sync.forget_failed"]
+        assert len(failures) == 1 and failures[0].user_id == api.user_id
+        synced(api)
+        assert tombstones(conn, api.user_id)[0] == []
+    finally:
+        app.extensions["todo_api.db"].close()
+
+
+def test_a_token_of_the_earlier_layout_works_as_before(api, conn):
+    """Tokens handed out before first walks carried a horizon hold the position alone (8 bytes)."""
+    api.create()
+    last = api.create()
+    secret = bytes(conn.execute("SELECT secret FROM signing_keys WHERE name = 'cursor'").fetchone()["secret"])
+    position = conn.execute("SELECT last_seq FROM sync_state WHERE user_id = %s", [api.user_id]).fetchone()["last_seq"]
+    earlier = TokenCodec(secret).seal(Purpose.SYNC, (position - 1).to_bytes(8, "big"), user_id=api.user_id)
+    assert ids(synced(api, token=earlier)["data"]["tasks"]) == [last["id"]]
+
+
 def test_a_token_ahead_of_the_counter_is_410(api, conn):
     """A token from before the database was restored to an earlier state: the client starts over."""
     api.create()
@@ -395,9 +558,9 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
                 ("ann", "a1", 1), ("ann", "a2", 2), ("ann", "a3", 3), ("ann", "a4", 4),
                 ("bob", "b1", 1), ("bob", "b2", 2),
             ]  # fmt: skip
-            params = {"user_id": "ann", "after": 0, "with_deleted": False, "page_size": 201, "retention_days": 30}
+            params = {"user_id": "ann", "after": 0, "deleted_after": None, "page_size": 201, "retention_days": 30}
             rows = conn.execute(load_queries()["sync_changes"], params, prepare=False).fetchall()
-            assert [(row[0], row[2]) for row in rows] == [(4, 1), (4, 2), (4, 3), (4, 4)]  # (last_seq, sync_seq)
+            assert [(row[0], row[3]) for row in rows] == [(4, 1), (4, 2), (4, 3), (4, 4)]  # (last_seq, sync_seq)
             conn.execute("INSERT INTO tasks (user_id, title) VALUES ('bob', 'b3')")
             assert conn.execute("SELECT last_seq FROM sync_state WHERE user_id = 'bob'").fetchone()[0] == 3
     finally:

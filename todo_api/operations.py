@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from flask import current_app, url_for
 from marshmallow import ValidationError
 
@@ -18,6 +19,9 @@ from .errors import ApiError, invalid, not_found
 from .schemas import dump_task
 
 log = logging.getLogger("todo_api.tasks")
+# Tombstones one forget_deletions call removes at most, so that a backlog (a user who deleted millions
+# of tasks long ago) costs each sync or deletion a bounded batch, and is worked off over several.
+FORGET_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -188,11 +192,33 @@ def complete_task(
 
 
 def delete_task(user_id: str, task_id: int, expected_versions: list[int] | None = None) -> Row:
-    """Delete a task if the version still matches; returns it as it was. 404, 412."""
-    task = database().fetch_one(
-        "delete_task", {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
-    )
+    """Delete a task if the version still matches; returns it as it was. 404, 412.
+    Then forgets a batch of the user's deletions past the retention, if one is a day past it: users
+    who never sync have them too."""
+    params = {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
+    task = database().fetch_one("delete_task", {**params, "retention_days": _retention_days()})
     if task is None:
         raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.deleted", user_id, task_id)
+    if task["deletions_due"]:
+        forget_deletions(user_id)
     return task
+
+
+def _retention_days() -> int:
+    return current_app.config["TODO_API_SETTINGS"].sync_retention_days
+
+
+def forget_deletions(user_id: str) -> None:
+    """Forget up to FORGET_BATCH of the user's deletions older than SYNC_RETENTION_DAYS (docs/sync.md,
+    Retention). The caller's own work has committed by now: a failure here is logged, not raised, and
+    the next sync or deletion of the user tries again."""
+    try:
+        database().fetch_one(
+            "forget_deletions", {"user_id": user_id, "retention_days": _retention_days(), "batch": FORGET_BATCH}
+        )
+    except psycopg.Error as error:
+        log.warning(
+            "forgetting expired deletions failed; the next sync or deletion retries",
+            extra={"event": "sync.forget_failed", "user_id": user_id, "error": type(error).__name__},
+        )

@@ -1,9 +1,10 @@
 """GET /api/{user_id}/sync (API.md §6): what changed since a token, in pages.
 
-A token is a position in the user's change numbers (sealed, see tokens.py). Every write to a task
-takes the user's next number in a trigger (migrations/0007) whose row lock orders the numbers as
-the transactions commit, so one snapshot that sees number n sees every number below it: "every
-change after p" never skips a write that commits late. docs/sync.md has the argument in full.
+A token is a position in the user's change numbers, with a horizon for the deletions (sealed, see
+tokens.py). Every write to a task takes the user's next number in a trigger (migrations/0007) whose
+row lock orders the numbers as the transactions commit, so one snapshot that sees number n sees
+every number below it: "every change after p" never skips a write that commits late. docs/sync.md
+has the argument in full, and why a first walk's horizon is the counter it began at.
 """
 
 from __future__ import annotations
@@ -17,27 +18,37 @@ from marshmallow import ValidationError
 from . import tokens
 from .auth import require_user
 from .errors import ApiError, invalid
-from .operations import database
+from .operations import database, forget_deletions
 from .schemas import dump_task, format_timestamp, sync_query
 from .tasks import json_response
 
 bp = Blueprint("sync", __name__, url_prefix="/api/<user_id>/sync")
 
-QUERY_NAMES = ("sync_changes",)
+QUERY_NAMES = ("sync_changes", "forget_deletions")
+# A token holds its position and its horizon: the change number up to which forgetting a deletion
+# cannot hurt its holder (docs/sync.md). A token whose horizon is its position holds only the position
+# (the layout of every token handed out before horizons existed); a first walk's pages hold both.
 _POSITION = struct.Struct(">Q")
+_POSITION_AND_HORIZON = struct.Struct(">QQ")
 
 
-def _position(user_id: str, token: str) -> int:
-    """The position a token holds; ValidationError naming `token` unless this service sealed it for this user."""
+def _opened(user_id: str, token: str) -> tuple[int, int]:
+    """The position and horizon a token holds; ValidationError naming `token` unless this service
+    sealed it for this user."""
     try:
-        (position,) = _POSITION.unpack(tokens.app_codec().open(tokens.Purpose.SYNC, token, user_id=user_id))
+        payload = tokens.app_codec().open(tokens.Purpose.SYNC, token, user_id=user_id)
+        if len(payload) == _POSITION.size:
+            (position,) = _POSITION.unpack(payload)
+            return position, position
+        position, horizon = _POSITION_AND_HORIZON.unpack(payload)
     except (tokens.InvalidToken, struct.error):
         raise ValidationError({"token": ["Not a sync token of this user (changed or made up)."]}) from None
-    return position
+    return position, horizon
 
 
-def _token(user_id: str, position: int) -> str:
-    return tokens.app_codec().seal(tokens.Purpose.SYNC, _POSITION.pack(position), user_id=user_id)
+def _token(user_id: str, position: int, horizon: int) -> str:
+    payload = _POSITION.pack(position) if horizon == position else _POSITION_AND_HORIZON.pack(position, horizon)
+    return tokens.app_codec().seal(tokens.Purpose.SYNC, payload, user_id=user_id)
 
 
 def _deleted(row: dict[str, Any]) -> dict[str, Any]:
@@ -51,28 +62,32 @@ def sync(user_id: str) -> Response:
     200; 400 naming a bad parameter; 410 sync_token_expired when a deletion after the token was forgotten."""
     try:
         options = sync_query.load_args(request.args)
-        after = None if options["token"] is None else _position(user_id, options["token"])
+        after, horizon = (None, None) if options["token"] is None else _opened(user_id, options["token"])
     except ValidationError as error:
         raise invalid(error) from None
     limit = options["limit"]
     params = {
         "user_id": user_id,
         "after": after or 0,
-        "with_deleted": after is not None,  # a first sync lists tasks only: the client has nothing to delete
+        "deleted_after": horizon,  # None on a first page: the client has nothing to delete
         "page_size": limit + 1,
         "retention_days": current_app.config["TODO_API_SETTINGS"].sync_retention_days,
     }
     rows = database().fetch_all("sync_changes", params)
     state = rows[0]  # one snapshot's counter, on every row
     # Ahead of the counter: a token from before a restore of the database; the client must start over too.
-    if after is not None and not state["forgotten_seq"] <= after <= state["last_seq"]:
+    if horizon is not None and not state["forgotten_seq"] <= horizon <= state["last_seq"]:
         raise ApiError(410, code="sync_token_expired")
     changes = [row for row in rows if row["sync_seq"] is not None]
     page, has_more = changes[:limit], len(changes) > limit
     # Nothing left: the snapshot holds every change up to its counter, so the next sync starts there.
     position = page[-1]["sync_seq"] if has_more else state["last_seq"]
+    # A first walk's horizon is the counter its first page saw: the client holds no task deleted by then.
+    horizon = max(state["last_seq"] if horizon is None else horizon, position)
+    if state["deletions_due"]:
+        forget_deletions(user_id)  # after the read: this answer still holds what it forgets
     data = {
         "tasks": [dump_task(row) for row in page if row["deleted_at"] is None],
         "deleted": [_deleted(row) for row in page if row["deleted_at"] is not None],
     }
-    return json_response(data, sync_token=_token(user_id, position), has_more=has_more)
+    return json_response(data, sync_token=_token(user_id, position, horizon), has_more=has_more)
