@@ -1,0 +1,52 @@
+-- Citus (docs/scaling.md): where the citus extension is present, every per-user table is distributed
+-- by user_id, colocated with tasks, so that all of one user's rows live on one node and each request
+-- runs on that node alone; shared tables become reference tables, copied to every node. On plain
+-- PostgreSQL nothing is distributed. A later migration that creates a table calls
+-- distribute_by_user() or make_reference_table() for it, so the table is born distributed.
+-- depends: 0007.incremental-sync
+
+-- tasks.id: numbers from a sequence instead of an identity, because Citus refuses to undistribute a
+-- table with an identity column (this file's rollback) or to change its shard count. The numbering
+-- goes on from where the identity stood, on plain PostgreSQL too.
+CREATE SEQUENCE tasks_id_seq_carried AS bigint;
+DO $$ BEGIN PERFORM setval('tasks_id_seq_carried', last_value, is_called) FROM tasks_id_seq; END $$;
+ALTER TABLE tasks ALTER COLUMN id DROP IDENTITY;
+ALTER SEQUENCE tasks_id_seq_carried RENAME TO tasks_id_seq;
+ALTER SEQUENCE tasks_id_seq OWNED BY tasks.id;
+ALTER TABLE tasks ALTER COLUMN id SET DEFAULT nextval('tasks_id_seq');
+
+-- Distribute a table of per-user rows by user_id, colocated with tasks (tasks starts the group);
+-- nothing without Citus. Its triggers go with it: they touch only the same user's rows in colocated
+-- tables, which Citus runs on the same node (citus.enable_unsafe_triggers; docs/scaling.md).
+-- Sequential mode: DDL later in the same migration (CREATE FUNCTION, say) may follow it.
+CREATE PROCEDURE distribute_by_user(table_name regclass)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        PERFORM create_distributed_table(table_name, 'user_id',
+                                         colocate_with => CASE WHEN table_name = 'tasks'::regclass THEN 'none'
+                                                               ELSE 'tasks' END);
+        PERFORM truncate_local_data_after_distributing_table(table_name);
+    END IF;
+END
+$$;
+
+-- A table every user shares (few rows, rarely written): a copy on every node; nothing without Citus.
+CREATE PROCEDURE make_reference_table(table_name regclass)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        PERFORM create_reference_table(table_name);
+        PERFORM truncate_local_data_after_distributing_table(table_name);
+    END IF;
+END
+$$;
+
+CALL distribute_by_user('tasks');
+CALL distribute_by_user('sync_state');
+CALL distribute_by_user('task_tombstones');
+CALL distribute_by_user('idempotency_keys');
+CALL make_reference_table('signing_keys');
