@@ -1,14 +1,32 @@
--- Undo 0009: every table back on the coordinator alone (Citus moves the rows there), the procedures
--- dropped, and tasks.id an identity again, numbering on from where the sequence stood.
+-- Undo 0009: every table back on the coordinator alone (Citus moves the rows there, with the
+-- triggers set aside as 0009 does), the procedures dropped, and tasks.id an identity again,
+-- numbering on from where the sequence stood.
 DO $$
+DECLARE
+    distributed regclass;
+    set_aside record;
+    triggers text[];
+    definition text;
 BEGIN
-    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);  -- DDL follows
-        PERFORM undistribute_table(logicalrelid)
-        FROM pg_dist_partition
-        WHERE logicalrelid = ANY('{signing_keys,idempotency_keys,task_tombstones,sync_state,tasks}'::regclass[]);
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
     END IF;
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);  -- DDL follows
+    FOR distributed IN SELECT logicalrelid FROM pg_dist_partition
+                       WHERE logicalrelid = ANY('{signing_keys,idempotency_keys,task_tombstones,sync_state,tasks}'::regclass[])
+    LOOP
+        triggers := '{}';
+        FOR set_aside IN SELECT tgname, pg_get_triggerdef(oid) AS definition
+                         FROM pg_trigger WHERE tgrelid = distributed AND NOT tgisinternal LOOP
+            triggers := triggers || set_aside.definition;
+            EXECUTE format('DROP TRIGGER %I ON %s', set_aside.tgname, distributed);
+        END LOOP;
+        PERFORM undistribute_table(distributed);
+        FOREACH definition IN ARRAY triggers LOOP
+            EXECUTE definition;
+        END LOOP;
+    END LOOP;
 END
 $$;
 DROP PROCEDURE make_reference_table(regclass);
@@ -16,10 +34,6 @@ DROP PROCEDURE distribute_by_user(regclass);
 
 ALTER TABLE tasks ALTER COLUMN id DROP DEFAULT;
 ALTER SEQUENCE tasks_id_seq RENAME TO tasks_id_seq_carried;
-ALTER TABLE tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY;
-DO $$
-BEGIN
-    PERFORM setval(pg_get_serial_sequence('tasks', 'id'), last_value, is_called) FROM tasks_id_seq_carried;
-END
-$$;
+ALTER TABLE tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY;  -- its sequence takes the name tasks_id_seq
+DO $$ BEGIN PERFORM setval('tasks_id_seq', last_value, is_called) FROM tasks_id_seq_carried; END $$;
 DROP SEQUENCE tasks_id_seq_carried;

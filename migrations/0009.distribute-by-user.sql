@@ -16,20 +16,35 @@ ALTER SEQUENCE tasks_id_seq OWNED BY tasks.id;
 ALTER TABLE tasks ALTER COLUMN id SET DEFAULT nextval('tasks_id_seq');
 
 -- Distribute a table of per-user rows by user_id, colocated with tasks (tasks starts the group);
--- nothing without Citus. Its triggers go with it: they touch only the same user's rows in colocated
--- tables, which Citus runs on the same node (citus.enable_unsafe_triggers; docs/scaling.md).
--- Sequential mode: DDL later in the same migration (CREATE FUNCTION, say) may follow it.
+-- nothing without Citus. Citus copies the table's rows into its shards, which would fire its
+-- triggers (renumbering every task for sync): they are set aside for the copy and created again on
+-- the distributed table, where they touch only the same user's rows in colocated tables, on the same
+-- node (citus.enable_unsafe_triggers; docs/scaling.md). Sequential mode: DDL may follow in the same
+-- migration (CREATE FUNCTION, say), which Citus refuses after DDL sent over parallel connections.
 CREATE PROCEDURE distribute_by_user(table_name regclass)
     LANGUAGE plpgsql AS $$
+DECLARE
+    set_aside record;
+    triggers text[] := '{}';
+    definition text;
 BEGIN
-    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
-        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-        PERFORM create_distributed_table(table_name, 'user_id',
-                                         colocate_with => CASE WHEN table_name = 'tasks'::regclass THEN 'none'
-                                                               ELSE 'tasks' END);
-        PERFORM truncate_local_data_after_distributing_table(table_name);
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
     END IF;
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    FOR set_aside IN SELECT tgname, pg_get_triggerdef(oid) AS definition
+                     FROM pg_trigger WHERE tgrelid = table_name AND NOT tgisinternal LOOP
+        triggers := triggers || set_aside.definition;
+        EXECUTE format('DROP TRIGGER %I ON %s', set_aside.tgname, table_name);
+    END LOOP;
+    PERFORM create_distributed_table(table_name, 'user_id',
+                                     colocate_with => CASE WHEN table_name = 'tasks'::regclass THEN 'none'
+                                                           ELSE 'tasks' END);
+    PERFORM truncate_local_data_after_distributing_table(table_name);
+    FOREACH definition IN ARRAY triggers LOOP
+        EXECUTE definition;
+    END LOOP;
 END
 $$;
 

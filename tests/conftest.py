@@ -78,6 +78,13 @@ def database_url(postgres: EmbeddedPostgres | None) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def citus(database_url: str) -> bool:
+    """Whether the test database is a Citus coordinator (make test-citus)."""
+    with connect(database_url) as conn:
+        return conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'citus'").fetchone()[0] == 1
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
