@@ -38,7 +38,7 @@ SINGLE_SHARD_GUARD = "-c citus.multi_task_query_log_level=error"
 
 
 def find_tarball() -> Path | None:
-    """$CITUS_TARBALL, else the newest citus-*.tar.gz beside the project, else in /work/shared/citus."""
+    """$CITUS_TARBALL, else citus-*.tar.gz beside the project (the last by name), else in /work/shared/citus."""
     named = os.environ.get("CITUS_TARBALL", "").strip()
     if named:
         if not Path(named).is_file():
