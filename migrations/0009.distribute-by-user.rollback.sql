@@ -1,6 +1,6 @@
 -- Undo 0009: every table back on the coordinator alone (Citus moves the rows there, with the
--- triggers set aside as 0009 does), the procedures dropped, and tasks.id an identity again,
--- numbering on from where the sequence stood.
+-- triggers set aside as 0009 does), the deletion trigger's function as 0007 wrote it, the
+-- procedures dropped, and tasks.id an identity again, numbering on from where the sequence stood.
 DO $$
 DECLARE
     distributed regclass;
@@ -27,6 +27,18 @@ BEGIN
             EXECUTE definition;
         END LOOP;
     END LOOP;
+END
+$$;
+CREATE OR REPLACE FUNCTION tasks_leave_tombstone() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    WITH taken AS (
+        INSERT INTO sync_state AS s (user_id, last_seq) VALUES (OLD.user_id, 1)
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq + 1
+        RETURNING last_seq
+    )
+    INSERT INTO task_tombstones (user_id, sync_seq, task_id) SELECT OLD.user_id, last_seq, OLD.id FROM taken;
+    RETURN NULL;
 END
 $$;
 DROP PROCEDURE make_reference_table(regclass);

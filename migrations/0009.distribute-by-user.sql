@@ -15,6 +15,23 @@ ALTER SEQUENCE tasks_id_seq_carried RENAME TO tasks_id_seq;
 ALTER SEQUENCE tasks_id_seq OWNED BY tasks.id;
 ALTER TABLE tasks ALTER COLUMN id SET DEFAULT nextval('tasks_id_seq');
 
+-- A deletion takes the user's next change number and leaves its tombstone in two plain statements.
+-- As one INSERT ... SELECT from a CTE (0007), Citus runs it on the worker in steps, through
+-- intermediate results, which a DELETE of several users' tasks at once breaks ("received copy data
+-- after EOF marker"). The same work on plain PostgreSQL.
+CREATE OR REPLACE FUNCTION tasks_leave_tombstone() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    taken bigint;
+BEGIN
+    INSERT INTO sync_state AS s (user_id, last_seq) VALUES (OLD.user_id, 1)
+    ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq + 1
+    RETURNING last_seq INTO taken;
+    INSERT INTO task_tombstones (user_id, sync_seq, task_id) VALUES (OLD.user_id, taken, OLD.id);
+    RETURN NULL;
+END
+$$;
+
 -- Distribute a table of per-user rows by user_id, colocated with tasks (tasks starts the group);
 -- nothing without Citus. Citus copies the table's rows into its shards, which would fire its
 -- triggers (renumbering every task for sync): they are set aside for the copy and created again on

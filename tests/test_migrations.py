@@ -128,3 +128,31 @@ def test_on_citus_the_service_connections_refuse_a_statement_on_every_shard(citu
     assert database.fetch_one(sql.SQL("SELECT count(*) FROM tasks WHERE user_id = 'anyone'"), {})["count"] == 0
     with pytest.raises(psycopg.errors.InternalError_, match="multi-task query"):
         database.fetch_one(sql.SQL("SELECT count(*) FROM tasks"), {})
+
+
+def test_one_delete_across_users_leaves_each_deleted_task_its_tombstone(conn, make_api):
+    """A DELETE that reaches several users at once (a clean-up, not a request) fires the tombstone
+    trigger on each of their shards; on Citus, 0007's form of it failed there, 0009's works."""
+
+    def sync(api, token=None):
+        query = {"token": token} if token else {}
+        response = api.client.get(
+            f"/api/{api.user_id}/sync", query_string=query, headers={"Authorization": f"Bearer {api.token}"}
+        )
+        assert response.status_code == 200
+        return response.json
+
+    apis = [make_api() for _ in range(6)]
+    created = {}
+    for api in apis:  # enough rows that each shard's tombstones fill more than one batch on Citus
+        rows = conn.execute(
+            "INSERT INTO tasks (user_id, title) SELECT %s, 'Task ' || n FROM generate_series(1, 50) AS n RETURNING id",
+            [api.user_id],
+        ).fetchall()
+        created[api.user_id] = sorted(row["id"] for row in rows)
+    tokens = {api.user_id: sync(api)["meta"]["sync_token"] for api in apis}
+    assert conn.execute("DELETE FROM tasks WHERE user_id = ANY(%s)", [list(created)]).rowcount == 300
+    for api in apis:
+        since = sync(api, tokens[api.user_id])["data"]
+        assert since["tasks"] == []
+        assert sorted(gone["id"] for gone in since["deleted"]) == created[api.user_id]
