@@ -1,8 +1,8 @@
 -- Citus (docs/scaling.md): where the citus extension is present, every per-user table is distributed
 -- by user_id, colocated with tasks, so that all of one user's rows live on one node and each request
 -- runs on that node alone; shared tables become reference tables, copied to every node. On plain
--- PostgreSQL nothing is distributed. A later migration that creates a table calls
--- distribute_by_user() or make_reference_table() for it, so the table is born distributed.
+-- PostgreSQL nothing is distributed. A later migration that creates a table runs
+-- CALL distribute_by_user('its_name') (or make_reference_table), so the table is born distributed.
 -- depends: 0007.incremental-sync
 
 -- tasks.id: numbers from a sequence instead of an identity, because Citus refuses to undistribute a
