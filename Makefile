@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test lint format bench bench-http bench-listing bench-rules soak clean
+.PHONY: run test test-citus lint format bench bench-http bench-citus bench-listing bench-rules soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -20,6 +20,12 @@ run: $(STAMP)
 test: $(STAMP) lint
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/pytest
+
+# The whole suite again on a throwaway Citus cluster (a coordinator and two workers; docs/scaling.md),
+# built from ../shared/citus/citus-*.tar.gz or $$CITUS_TARBALL; skipped with one line where there is none.
+test-citus: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/python scripts/citus_cluster.py
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
@@ -38,6 +44,12 @@ bench-http: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
 	$(BIN)/python bench/http_bench.py
+
+# bench-http's scenarios on one PostgreSQL and on a Citus cluster (as make test-citus builds it), side by side.
+bench-citus: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	@command -v wrk >/dev/null || { echo "make bench-citus needs wrk: apt-get install wrk"; exit 2; }
+	$(BIN)/python bench/http_bench.py --citus
 
 # One user with 1,000,000 tasks and one with 100: median latency of the same listings, and the ratio.
 bench-listing: $(STAMP)

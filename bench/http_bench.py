@@ -11,7 +11,11 @@ Prints, as medians over the rounds: requests/s, p50/p99 latency, errors, the rat
 then each worker's peak RSS and where the CPU went per request (workers, PostgreSQL, wrk, idle).
 
     python bench/http_bench.py [--rounds 3] [--duration 6] [--connections 16] [--workers 2]
-                               [--per-transaction-settings]
+                               [--per-transaction-settings] [--citus]
+
+--citus (make bench-citus): the same scenarios, in the same rounds, also against the service on a
+throwaway Citus cluster (a coordinator and two workers on this machine, scripts/citus_cluster.py) with
+the same data, then a side-by-side table, and the plans of a listing and a sync on the coordinator.
 
 The database is set up as docs/performance.md recommends: `todo-api set-db-defaults` makes the
 statement timeout and UTC its defaults, so requests do not set them per transaction;
@@ -40,16 +44,20 @@ from typing import Any
 
 import jwt
 import psycopg
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.citus_cluster import CitusCluster, find_tarball  # noqa: E402
 from todo_api.cli import migrate, set_db_defaults  # noqa: E402
+from todo_api.db import load_queries  # noqa: E402
 from todo_api.embedded import EmbeddedPostgres  # noqa: E402
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
 USERS = 20
 TASKS_PER_USER = 200
+CITUS = "(Citus)"  # the suffix of a scenario run against the service on Citus
 WARM_UP_SECONDS = 2  # each server warms up (pool, prepared statements, token cache) before it is measured
 
 SEED_SQL = """
@@ -101,15 +109,29 @@ def _idle_seconds() -> float:
     return (int(fields[4]) + int(fields[5])) / _CLOCK_TICKS
 
 
-class CpuMeter:
-    """Where a scenario's CPU went: the service's workers, PostgreSQL, wrk, and what stayed idle."""
+def _children(pid: int | str) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
 
-    def __init__(self, server_pid: int):
+
+def postmaster_pid(server: EmbeddedPostgres) -> int:
+    return int((server.pgdata / "postmaster.pid").read_text().split()[0])
+
+
+class CpuMeter:
+    """Where a scenario's CPU went: the service's workers, the PostgreSQL servers it uses (every
+    process under their postmasters: the coordinator's and the workers' on Citus), wrk, and what
+    stayed idle."""
+
+    def __init__(self, server_pid: int, postmasters: list[int]):
         self._server_pid = server_pid
+        self._postmasters = postmasters
 
     def _snapshot(self) -> dict[str, float]:
-        workers = Path(f"/proc/{self._server_pid}/task/{self._server_pid}/children").read_text().split()
-        postgres = [pid for pid in os.listdir("/proc") if pid.isdigit() and _comm(pid) == "postgres"]
+        workers = _children(self._server_pid)
+        postgres = [*self._postmasters, *(child for pid in self._postmasters for child in _children(pid))]
         return {
             "workers": sum(_cpu_seconds(pid) for pid in workers),
             "postgres": sum(_cpu_seconds(pid) for pid in postgres),
@@ -124,13 +146,6 @@ class CpuMeter:
     def __exit__(self, *exc: object) -> None:
         end = self._snapshot()
         self.seconds = {group: end[group] - self._start[group] for group in end}
-
-
-def _comm(pid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def token(user_id: str) -> str:
@@ -149,7 +164,8 @@ def free_port() -> int:
 class Server:
     """gunicorn on 127.0.0.1 with the given config file and app."""
 
-    def __init__(self, config: str, app: str, env: dict[str, str], workers: int, log: Path):
+    def __init__(self, config: str, app: str, env: dict[str, str], workers: int, log: Path, postmasters: list[int]):
+        self.postmasters = postmasters  # the PostgreSQL servers it uses, for CpuMeter
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers)}
@@ -212,7 +228,7 @@ def run_wrk(name: str, server: Server, script: str, connections: int, duration: 
         *("wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency"),
         *("-s", str(script_path), server.url),
     ]
-    with CpuMeter(server.process.pid) as cpu:
+    with CpuMeter(server.process.pid, server.postmasters) as cpu:
         output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     return Result(
@@ -306,35 +322,33 @@ def main() -> int:
     parser.add_argument(
         "--per-transaction-settings", action="store_true", help="do not run set-db-defaults (see docs/performance.md)"
     )
+    parser.add_argument("--citus", action="store_true", help="also on a Citus cluster, side by side (make bench-citus)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
 
+    tarball = find_tarball() if args.citus else None
+    if args.citus and tarball is None:
+        print("--citus needs a Citus tarball: set CITUS_TARBALL (see scripts/citus_cluster.py)", file=sys.stderr)
+        return 2
+
     workdir = Path(tempfile.mkdtemp(prefix="todo-bench-"))
     os.chmod(workdir, 0o755)
     postgres = EmbeddedPostgres(workdir / "pg", durable=False).start()
+    cluster = CitusCluster(workdir / "citus", tarball) if tarball else None
     servers: list[Server] = []
     try:
-        os.environ["DATABASE_URL"] = postgres.url()
         os.environ.setdefault("BETTER_AUTH_SECRET", SECRET)
-        migrate()
-        if not args.per_transaction_settings:
-            assert set_db_defaults()[1], "set-db-defaults did not take"
-        with psycopg.connect(postgres.url(), autocommit=True) as conn:
-            conn.execute(SEED_SQL, {"users": USERS, "tasks": TASKS_PER_USER})
-            conn.execute("ANALYZE tasks")
-            rows = conn.execute("SELECT user_id, id FROM tasks ORDER BY id").fetchall()
-        task_ids: dict[str, list[int]] = {}
-        for user_id, task_id in rows:
-            task_ids.setdefault(user_id, []).append(task_id)
+        task_ids = prepare(postgres.url(), args.per_transaction_settings)
 
-        # Both servers run throughout (the idle one costs nothing), so every round measures the
+        # Every server runs throughout (an idle one costs nothing), so every round measures the
         # floor and each scenario back to back: their ratio is taken within one round.
         env = {"DATABASE_URL": postgres.url(), "BETTER_AUTH_SECRET": SECRET, "LOG_LEVEL": "INFO"}  # as deployed
-        floor = Server("bench/floor.conf.py", "bench.floor:app", env, args.workers, workdir / "floor.log")
+        one_server = [postmaster_pid(postgres)]
+        floor = Server("bench/floor.conf.py", "bench.floor:app", env, args.workers, workdir / "floor.log", one_server)
         servers.append(floor)
-        service = Server("gunicorn.conf.py", "wsgi:app", env, args.workers, workdir / "service.log")
+        service = Server("gunicorn.conf.py", "wsgi:app", env, args.workers, workdir / "service.log", one_server)
         servers.append(service)
         floor.wait_ready("/floor")
         service.wait_ready("/healthz")
@@ -343,6 +357,23 @@ def main() -> int:
             "floor + SELECT 1": (floor, lua_script([{"method": "GET", "path": "/floor/db"}])),
         }
         scripts.update({name: (service, lua_script(requests)) for name, requests in scenarios(task_ids).items()})
+        if cluster:
+            (workdir / "citus").mkdir()
+            cluster.start()
+            citus_task_ids = prepare(cluster.url(), args.per_transaction_settings)
+            citus_env = {**env, "DATABASE_URL": cluster.url()}
+            postmasters = [postmaster_pid(node) for node in cluster.nodes]
+            citus_service = Server(
+                "gunicorn.conf.py", "wsgi:app", citus_env, args.workers, workdir / "citus.log", postmasters
+            )
+            servers.append(citus_service)
+            citus_service.wait_ready("/healthz")
+            scripts.update(
+                {
+                    f"{name} {CITUS}": (citus_service, lua_script(requests))
+                    for name, requests in scenarios(citus_task_ids).items()
+                }
+            )
         for name, (server, script) in scripts.items():  # warm-up, not counted
             run_wrk(f"warm-up {name}", server, script, args.connections, WARM_UP_SECONDS, workdir)
         measured: dict[str, list[Result]] = {name: [] for name in scripts}
@@ -351,10 +382,13 @@ def main() -> int:
                 measured[name].append(run_wrk(name, server, script, args.connections, args.duration, workdir))
             print(f"round {round_number} of {args.rounds} done", file=sys.stderr)
         peaks = service.worker_peak_rss_mb()
+        plans = citus_plans(cluster.url(), next(iter(citus_task_ids))) if cluster else ""
     finally:
         for server in servers:
             server.stop()
         postgres.stop(mode="immediate")
+        if cluster:
+            cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     floors = measured["floor"]
@@ -386,7 +420,74 @@ def main() -> int:
             f"| {r['name']} | {cpu['workers']:,.0f} | {cpu['postgres']:,.0f} | {cpu['wrk']:,.0f} | {cpu['idle']:,.0f} "
             f"| {cpu['workers'] + cpu['postgres'] + cpu['wrk']:,.0f} |"
         )
+    if cluster:
+        print_side_by_side({r["name"]: r for r in results})
+        print(f"\nPlans on the coordinator (one user of {TASKS_PER_USER} tasks):\n\n{plans}")
     return 0
+
+
+def print_side_by_side(results: dict[str, dict[str, Any]]) -> None:
+    """Each scenario on one server and on Citus: throughput, latency, CPU per request."""
+    print("\nOne server → Citus (a coordinator and two workers on this machine), medians over the same rounds\n")
+    print(
+        "| scenario | requests/s | p50 ms | p99 ms | CPU µs per request: workers | PostgreSQL | workers + PostgreSQL |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, one in results.items():
+        citus = results.get(f"{name} {CITUS}")
+        if citus is None:
+            continue
+        cells = []
+        for key, form in (("requests_per_second", ",.0f"), ("p50_ms", ".2f"), ("p99_ms", ".2f")):
+            cells.append(f"{one[key]:{form}} → {citus[key]:{form}}")
+        for part in (("workers",), ("postgres",), ("workers", "postgres")):
+            before, after = (sum(r["cpu_us"][group] for group in part) for r in (one, citus))
+            cells.append(f"{before:,.0f} → {after:,.0f}")
+        print(f"| {name} | {' | '.join(cells)} |")
+
+
+def prepare(url: str, per_transaction_settings: bool) -> dict[str, list[int]]:
+    """Migrate the database at `url`, make the timeout and UTC its defaults (unless told not to), seed
+    and analyse it; return each user's task ids."""
+    os.environ["DATABASE_URL"] = url
+    migrate()
+    if not per_transaction_settings:
+        assert set_db_defaults()[1], "set-db-defaults did not take"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SEED_SQL, {"users": USERS, "tasks": TASKS_PER_USER})
+        conn.execute("ANALYZE tasks")
+        rows = conn.execute("SELECT user_id, id FROM tasks ORDER BY id").fetchall()
+    task_ids: dict[str, list[int]] = {}
+    for user_id, task_id in rows:
+        task_ids.setdefault(user_id, []).append(task_id)
+    return task_ids
+
+
+def citus_plans(url: str, user_id: str) -> str:
+    """EXPLAIN ANALYZE, on the coordinator, of the statements of GET /tasks?limit=20 and of a first sync."""
+    from werkzeug.datastructures import MultiDict
+
+    from todo_api import listing
+    from todo_api.schemas import list_query
+
+    queries = load_queries()
+    page, values = listing.build_list_statement(
+        queries["list_tasks"], listing.ListQuery(list_query.load_args(MultiDict({"limit": "20"}))), None
+    )
+    statements = {
+        "list_tasks (GET /tasks?limit=20)": (page, {**values, "user_id": user_id, "page_size": 21}),
+        "sync_changes (GET /sync, first page)": (
+            queries["sync_changes"],
+            {"user_id": user_id, "after": 0, "with_deleted": True, "page_size": 201, "retention_days": 30},
+        ),
+    }
+    explain = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) {}")
+    text = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for label, (statement, params) in statements.items():
+            lines = [row[0] for row in conn.execute(explain.format(statement), params).fetchall()]
+            text.append(f"{label}:\n\n" + "\n".join(f"    {line}" for line in lines))
+    return "\n\n".join(text)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@
 -- name: claim_idempotency_key
 -- Take the key for this request: a new row, or an expired one taken over. No row back means the
 -- key is live and held by an earlier request (this statement waits while that one is in flight).
-INSERT INTO idempotency_keys AS k (user_id, key, request_hash)
-VALUES (%(user_id)s, %(key)s, %(request_hash)s)
+-- EXCLUDED.created_at is now(): Citus allows only immutable functions in DO UPDATE.
+INSERT INTO idempotency_keys AS k (user_id, key, request_hash, created_at)
+VALUES (%(user_id)s, %(key)s, %(request_hash)s, now())
 ON CONFLICT (user_id, key) DO UPDATE
     SET request_hash = EXCLUDED.request_hash, status = NULL, response = NULL,
-        location = NULL, etag = NULL, created_at = now()
-    WHERE k.created_at < now() - interval '24 hours'
+        location = NULL, etag = NULL, created_at = EXCLUDED.created_at
+    WHERE EXCLUDED.created_at - k.created_at > interval '24 hours'
 RETURNING key;
 
 -- name: get_idempotent_response

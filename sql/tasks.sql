@@ -38,6 +38,9 @@ WHERE user_id = %(user_id)s AND id = %(task_id)s;
 -- is one of %(expected_versions)s (NULL: any). completed_at follows a real flip of completed;
 -- next_id is set once, by the write that completes a recurring task (%(next_id)s, else NULL).
 -- %(unless_recurring)s: only if the task as written has no recurrence (else occurrences.py writes it).
+-- completed_at is kept, or stamped now() by the write that completes the task, or else NULL: GREATEST
+-- takes whichever of its two CASEs is not NULL, so now() stays outside them (Citus refuses now()
+-- inside a CASE or COALESCE of an UPDATE; it puts the transaction's time in as a constant elsewhere).
 UPDATE tasks
 SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title END,
     description  = CASE WHEN 'description' = ANY(%(fields)s) THEN %(description)s ELSE description END,
@@ -49,10 +52,10 @@ SET title        = CASE WHEN 'title' = ANY(%(fields)s) THEN %(title)s ELSE title
     remind_at    = CASE WHEN 'remind_at' = ANY(%(fields)s) THEN %(remind_at)s ELSE remind_at END,
     next_id      = COALESCE(next_id, %(next_id)s::bigint),
     completed    = CASE WHEN 'completed' = ANY(%(fields)s) THEN %(completed)s ELSE completed END,
-    completed_at = CASE
-                     WHEN NOT 'completed' = ANY(%(fields)s) OR %(completed)s = completed THEN completed_at
-                     WHEN %(completed)s THEN now()
-                   END,
+    completed_at = GREATEST(
+                     CASE WHEN NOT 'completed' = ANY(%(fields)s) OR %(completed)s = completed THEN completed_at END,
+                     now() + CASE WHEN 'completed' = ANY(%(fields)s) AND %(completed)s AND NOT completed
+                                  THEN interval '0' END),
     updated_at   = now(),
     version      = version + 1
 WHERE user_id = %(user_id)s AND id = %(task_id)s
@@ -65,12 +68,13 @@ RETURNING id, user_id, title, description, completed, completed_at, priority, ta
 -- name: set_task_completed
 -- Set completed to %(completed)s, or toggle it when that is NULL, if the version still matches,
 -- unless that completes a recurring task (occurrences.py does that, with its next occurrence).
+-- completed_at as in update_task.
 UPDATE tasks
 SET completed    = COALESCE(%(completed)s, NOT completed),
-    completed_at = CASE
-                     WHEN COALESCE(%(completed)s, NOT completed) = completed THEN completed_at
-                     WHEN COALESCE(%(completed)s, NOT completed) THEN now()
-                   END,
+    completed_at = GREATEST(
+                     CASE WHEN COALESCE(%(completed)s, NOT completed) = completed THEN completed_at END,
+                     now() + CASE WHEN COALESCE(%(completed)s, NOT completed) AND NOT completed
+                                  THEN interval '0' END),
     updated_at   = now(),
     version      = version + 1
 WHERE user_id = %(user_id)s AND id = %(task_id)s

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import jwt
 import psycopg
@@ -27,12 +27,26 @@ from todo_api.config import Settings
 from todo_api.embedded import EmbeddedPostgres
 
 SECRET = "test-secret-that-is-long-enough-0123456789"
+# make test-citus sets it to error in TEST_DATABASE_URL's options: a statement of the service that would
+# run on more than one shard fails (docs/scaling.md).
+SINGLE_SHARD_GUARD = "citus.multi_task_query_log_level"
+
+
+def unguarded(url: str) -> str:
+    """`url` without the single-shard guard, for migrations and a test's own connections, which may
+    look across users."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if SINGLE_SHARD_GUARD not in query.get("options", ""):
+        return url
+    query["options"] += f" -c {SINGLE_SHARD_GUARD}=off"
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def migrate_all(url: str) -> None:
     from yoyo import get_backend, read_migrations
 
-    backend = get_backend(_yoyo_url(url))
+    backend = get_backend(_yoyo_url(unguarded(url)))
     migrations = read_migrations(str(MIGRATIONS_DIR))
     with backend.lock():
         backend.apply_migrations(backend.to_apply(migrations))
@@ -62,6 +76,13 @@ def database_url(postgres: EmbeddedPostgres | None) -> str:
     url = os.environ.get("TEST_DATABASE_URL") or postgres.url()  # type: ignore[union-attr]
     migrate_all(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def citus(database_url: str) -> bool:
+    """Whether the test database is a Citus coordinator (make test-citus)."""
+    with connect(database_url) as conn:
+        return conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'citus'").fetchone()[0] == 1
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -99,8 +120,9 @@ def client(app):
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
     """A test's own connection. It never prepares statements, so it also works through PgBouncer
-    in transaction mode (where a prepared name can clash with another client's)."""
-    return psycopg.connect(url, prepare_threshold=None, **kwargs)
+    in transaction mode (where a prepared name can clash with another client's), and it may look
+    across users on Citus."""
+    return psycopg.connect(unguarded(url), prepare_threshold=None, **kwargs)
 
 
 @pytest.fixture

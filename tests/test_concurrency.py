@@ -126,7 +126,9 @@ def test_expired_key_creates_anew_and_expired_keys_are_purged(api, conn):
     first = api.post(json={"title": "Old"}, headers={"Idempotency-Key": "old"})
     api.post(json={"title": "Other"}, headers={"Idempotency-Key": "stale"})
     conn.execute(
-        "UPDATE idempotency_keys SET created_at = created_at - %s WHERE user_id = %s",
+        # in UTC wall time: timestamptz - interval is only STABLE, which Citus refuses in an UPDATE
+        "UPDATE idempotency_keys SET created_at = (created_at AT TIME ZONE 'UTC' - %s) AT TIME ZONE 'UTC' "
+        "WHERE user_id = %s",
         [timedelta(hours=25), api.user_id],
     )
     again = api.post(json={"title": "New body is fine"}, headers={"Idempotency-Key": "old"})

@@ -544,17 +544,18 @@ def test_key_removed_from_the_jwks_stops_verifying_once_the_cache_refreshes(algo
 def test_warm_cache_keeps_verifying_while_the_jwks_endpoint_is_down(algorithm, jwks_server, make_app):
     key = signing_key(algorithm)
     jwks_server.publish(key)
-    app = make_app({"BETTER_AUTH_URL": jwks_server.url}, cooldown=0.05, max_age=0.05)
+    # Windows wide enough for a listing on a loaded machine (or on Citus) to fit inside the cooldown.
+    app = make_app({"BETTER_AUTH_URL": jwks_server.url}, cooldown=0.5, max_age=0.5)
     user_id = new_user()
     assert_ok(list_tasks(app, user_id, key.sign(better_auth_claims(user_id, jwks_server.url))))
 
     jwks_server.status = 503
-    time.sleep(0.06)
+    time.sleep(0.55)
 
     assert_ok(list_tasks(app, user_id, key.sign(better_auth_claims(user_id, jwks_server.url))))
     assert jwks_server.hits == 2  # the refresh was tried, failed, and the cached key was used
     assert_ok(list_tasks(app, user_id, key.sign(better_auth_claims(user_id, jwks_server.url))))
-    time.sleep(0.06)
+    time.sleep(0.55)
     assert_ok(list_tasks(app, user_id, key.sign(better_auth_claims(user_id, jwks_server.url))))
     assert jwks_server.hits == 3
 

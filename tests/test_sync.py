@@ -313,8 +313,10 @@ def short_retention(database_url):
 
 
 def backdate_deletions(conn, user_id: str, days: float) -> None:
-    conn.execute(
-        "UPDATE task_tombstones SET deleted_at = deleted_at - %s WHERE user_id = %s", [timedelta(days=days), user_id]
+    conn.execute(  # in UTC wall time: timestamptz - interval is only STABLE, which Citus refuses in an UPDATE
+        "UPDATE task_tombstones SET deleted_at = (deleted_at AT TIME ZONE 'UTC' - %s) AT TIME ZONE 'UTC' "
+        "WHERE user_id = %s",
+        [timedelta(days=days), user_id],
     )
 
 

