@@ -1,5 +1,5 @@
 """On Citus: what a write costs with sync's numbering in triggers (migrations/0007, distributed with
-citus.enable_unsafe_triggers by 0009) against the same numbering written into each statement (CTEs).
+citus.enable_unsafe_triggers by 0008) against the same numbering written into each statement (CTEs).
 
     .venv/bin/python bench/citus_write_cost.py [--writes 500] [--rounds 3]
 

@@ -1,6 +1,6 @@
-"""Migration 0009 (docs/scaling.md): on Citus every per-user table is distributed by user_id with
+"""Migration 0008 (docs/scaling.md): on Citus every per-user table is distributed by user_id with
 tasks and every shared table is a reference table; on plain PostgreSQL nothing is distributed; task
-ids go on from where they stood across 0009 and its rollback. And the single-shard guard of
+ids go on from where they stood across 0008 and its rollback. And the single-shard guard of
 `make test-citus` is in force on the service's connections."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from psycopg import sql
 
 from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
 
-DISTRIBUTING_MIGRATION = "0009.distribute-by-user"
+DISTRIBUTING_MIGRATION = "0008.distribute-by-user"
 CITUS_ONLY = "needs the citus extension (make test-citus)"
 
 
@@ -85,8 +85,8 @@ def sync_numbers(conn, user_id: str) -> dict:
     return {"tasks": tasks, "last_seq": state["last_seq"]}
 
 
-def test_task_ids_and_sync_numbers_go_on_across_0009_and_its_rollback(database_url, conn, make_api):
-    """0009 swaps tasks.id's identity for a sequence (Citus can undistribute and reshard only
+def test_task_ids_and_sync_numbers_go_on_across_0008_and_its_rollback(database_url, conn, make_api):
+    """0008 swaps tasks.id's identity for a sequence (Citus can undistribute and reshard only
     without an identity); its rollback swaps back. Neither hands out an id again, even one whose task
     was deleted. On Citus both move every row (to the shards, back to the coordinator) without
     firing the sync triggers: no task is numbered again."""
@@ -100,7 +100,7 @@ def test_task_ids_and_sync_numbers_go_on_across_0009_and_its_rollback(database_u
 
     backend = get_backend(_yoyo_url(unguarded(database_url)))
     migrations = read_migrations(str(MIGRATIONS_DIR))
-    applied = backend.to_rollback(migrations)  # newest first: 0009 and whatever came after it
+    applied = backend.to_rollback(migrations)  # newest first: 0008 and whatever came after it
     ids = [migration.id for migration in applied]
     try:
         with backend.lock():
@@ -132,7 +132,7 @@ def test_on_citus_the_service_connections_refuse_a_statement_on_every_shard(citu
 
 def test_one_delete_across_users_leaves_each_deleted_task_its_tombstone(conn, make_api):
     """A DELETE that reaches several users at once (a clean-up, not a request) fires the tombstone
-    trigger on each of their shards; on Citus, 0007's form of it failed there, 0009's works."""
+    trigger on each of their shards; on Citus, 0007's form of it failed there, 0008's works."""
 
     def sync(api, token=None):
         query = {"token": token} if token else {}

@@ -1,5 +1,5 @@
--- Undo 0009: every table back on the coordinator alone (Citus moves the rows there, with the
--- triggers set aside as 0009 does), the deletion trigger's function as 0007 wrote it, the
+-- Undo 0008: every table back on the coordinator alone (Citus moves the rows there, with the
+-- triggers set aside as 0008 does), the deletion trigger's function as 0007 wrote it, the
 -- procedures dropped, and tasks.id an identity again, numbering on from where the sequence stood.
 DO $$
 DECLARE
