@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -178,12 +179,13 @@ def test_a_sync_reads_only_what_changed(seeded, changes):
 
 
 @pytest.fixture(scope="module")
-def beside_old_deletions(database_url: str) -> Iterator[tuple[psycopg.Connection[dict[str, Any]], str]]:
+def beside_old_deletions(database_url: str, citus: bool) -> Iterator[tuple[psycopg.Connection[dict[str, Any]], str]]:
     """A user with a few tasks and many recent deletions, beside a few users with many deletions past
-    the retention: statistics under which the planner expects the user to have old tombstones."""
+    the retention: statistics under which the planner expects the user to have old tombstones. On
+    Citus those users' rows share the user's shard, whose statistics the plan there is made from."""
     user_id = f"plans-{uuid.uuid4().hex[:8]}"
-    heavy = [f"plans-heavy-{uuid.uuid4().hex[:8]}" for _ in range(HEAVY_DELETERS)]
-    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True, prepare_threshold=None) as conn:
+    with connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+        heavy = _users_beside(conn, user_id, HEAVY_DELETERS, citus)
         # Tombstones are written straight (no trigger reads them); the counter goes past them, as deletions take it.
         conn.execute("INSERT INTO sync_state (user_id, last_seq) VALUES (%s, %s)", [user_id, RECENT_DELETIONS])
         conn.execute(
@@ -204,29 +206,77 @@ def beside_old_deletions(database_url: str) -> Iterator[tuple[psycopg.Connection
         conn.execute("DELETE FROM task_tombstones WHERE user_id = ANY(%s)", [[user_id, *heavy]])
 
 
+def _users_beside(conn, user_id: str, count: int, citus: bool) -> list[str]:
+    """`count` new user ids; on Citus, ids whose rows share `user_id`'s shards."""
+    if not citus:
+        return [f"plans-heavy-{uuid.uuid4().hex[:8]}" for _ in range(count)]
+    rows = conn.execute(
+        "SELECT %(prefix)s || n AS name FROM generate_series(1, 10000) AS n"
+        " WHERE get_shard_id_for_distribution_column('task_tombstones', %(prefix)s || n)"
+        "     = get_shard_id_for_distribution_column('task_tombstones', %(user_id)s::text)"
+        " LIMIT %(count)s",
+        {"prefix": f"{user_id}-heavy-", "user_id": user_id, "count": count},
+    ).fetchall()
+    assert len(rows) == count
+    return [row["name"] for row in rows]
+
+
+def _on_its_shards(conn, database_url: str, statement: sql.Composable, user_id: str) -> tuple[str, sql.SQL]:
+    """On Citus: the URL of the worker holding `user_id`'s rows, and `statement` as that worker runs it
+    for the user, on the user's shards (tasks_102008 for tasks, ...)."""
+    rows = conn.execute(
+        "SELECT table_name::text AS table_name, shard_name, nodename, nodeport FROM citus_shards"
+        " WHERE table_name IN ('tasks'::regclass, 'task_tombstones'::regclass, 'sync_state'::regclass)"
+        "   AND shardid = get_shard_id_for_distribution_column(table_name, %s::text)",
+        [user_id],
+    ).fetchall()
+    ((host, port),) = {(row["nodename"], row["nodeport"]) for row in rows}  # colocated: one worker
+    shards = {row["table_name"]: row["shard_name"] for row in rows}
+    text = re.sub(r"\b(task_tombstones|sync_state|tasks)\b", lambda m: shards[m.group(1)], statement.as_string(conn))
+    parts = urlsplit(database_url)
+    user = parts.netloc.rpartition("@")[0]
+    worker_url = urlunsplit(parts._replace(netloc=f"{user}@{host}:{port}" if user else f"{host}:{port}"))
+    return worker_url, sql.SQL(text)  # type: ignore[arg-type]
+
+
 def _prepared_plan(conn, statement: sql.SQL, params: dict[str, Any], plan_cache_mode: str) -> dict[str, Any]:
     """EXPLAIN ANALYZE of `statement` run as a prepared statement, as the service runs it from its 6th
-    call on a connection, with plan_cache_mode choosing a generic or a custom plan."""
+    call on a connection, with plan_cache_mode choosing a generic or a custom plan; in a transaction
+    rolled back after it (a deletion is undone)."""
     text = statement.as_string(conn)
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
     numbered = re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match.group(1)) + 1}", text)
     conn.execute(sql.SQL("PREPARE plan_probe AS {}").format(sql.SQL(numbered)))  # type: ignore[arg-type]
-    try:
-        conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Identifier(plan_cache_mode)))
-        arguments = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
-        explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE plan_probe({})").format(arguments)
-        return conn.execute(explain).fetchone()["QUERY PLAN"][0]["Plan"]
+    try:  # a prepared statement outlives the transaction: deallocated after it, even when it failed
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("SET LOCAL plan_cache_mode = {}").format(sql.Identifier(plan_cache_mode)))
+            arguments = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
+            explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE plan_probe({})").format(arguments)
+            return conn.execute(explain).fetchone()["QUERY PLAN"][0]["Plan"]
     finally:
         conn.execute("DEALLOCATE plan_probe")
-        conn.execute("RESET plan_cache_mode")
+
+
+def _assert_reads_one_tombstone(plan: dict[str, Any], label: Any) -> None:
+    """The plan reads the tombstones through an index, one entry at most (the user's oldest)."""
+    scans = [node for node in _nodes(plan) if _relation(node) == "task_tombstones" and "Scan" in node["Node Type"]]
+    assert scans and all("Index" in node["Node Type"] for node in scans), label
+    assert sum(_rows_touched(node) for node in scans) <= 1, label
 
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
 @pytest.mark.parametrize("query", ["sync_changes", "forget_deletions", "delete_task"])
-def test_an_idle_sync_reads_none_of_the_tombstones_of_other_users(beside_old_deletions, query, plan_cache_mode):
+def test_an_idle_sync_reads_none_of_the_tombstones_of_other_users(
+    beside_old_deletions, database_url, citus, query, plan_cache_mode
+):
     """Issue 22: "is one of the user's tombstones past the retention?" (a sync, and a deletion, ask it)
     is one step down an index, whatever the planner expects; EXISTS (... deleted_at < ...) was planned
-    as a scan of every user's tombstones."""
+    as a scan of every user's tombstones.
+
+    On Citus the coordinator plans these statements only with their values (it refuses a generic plan
+    of them, and prices it so that PostgreSQL never picks it) and routes each to one shard, whose
+    worker plans it again: the statement runs through the coordinator (one task), then is prepared
+    on that worker, on the user's shards, under the plan_cache_mode."""
     conn, user_id = beside_old_deletions
     position = conn.execute("SELECT last_seq FROM sync_state WHERE user_id = %s", [user_id]).fetchone()["last_seq"]
     task_id = conn.execute("SELECT min(id) AS id FROM tasks WHERE user_id = %s", [user_id]).fetchone()["id"]
@@ -240,13 +290,16 @@ def test_an_idle_sync_reads_none_of_the_tombstones_of_other_users(beside_old_del
         "task_id": task_id,
         "expected_versions": None,
     }
+    statement = load_queries()[query]
+    if not citus:
+        _assert_reads_one_tombstone(_prepared_plan(conn, statement, values, plan_cache_mode), (query, plan_cache_mode))
+        return
     with conn.transaction(force_rollback=True):  # the deletion is undone
-        plan = _prepared_plan(conn, load_queries()[query], values, plan_cache_mode)
-    scans = [
-        node for node in _nodes(plan) if node.get("Relation Name") == "task_tombstones" and "Scan" in node["Node Type"]
-    ]
-    assert scans and all("Index" in node["Node Type"] for node in scans), (query, plan_cache_mode)
-    assert sum(_rows_touched(node) for node in scans) <= 1, (query, plan_cache_mode)
+        _assert_reads_one_tombstone(_plan(conn, statement, values), (query, "routed"))  # _plan: Task Count 1
+    worker_url, on_shards = _on_its_shards(conn, database_url, statement, user_id)
+    with connect(worker_url, row_factory=dict_row, autocommit=True) as worker:
+        plan = _prepared_plan(worker, on_shards, values, plan_cache_mode)
+    _assert_reads_one_tombstone(plan, (query, plan_cache_mode, "on the worker"))
 
 
 def test_the_seed_has_the_shape_the_plans_assume(seeded):

@@ -410,9 +410,9 @@ def expired_backlog(conn, user_id: str, count: int) -> None:
         [user_id, count],
     )
     conn.execute("DELETE FROM tasks WHERE user_id = %s", [user_id])
-    conn.execute(
-        "UPDATE task_tombstones SET deleted_at = deleted_at - interval '2 days' - (%s - sync_seq) * interval '1 s'"
-        " WHERE user_id = %s",
+    conn.execute(  # in UTC wall time, as backdate_deletions
+        "UPDATE task_tombstones SET deleted_at = (deleted_at AT TIME ZONE 'UTC' - interval '2 days'"
+        " - (%s - sync_seq) * interval '1 s') AT TIME ZONE 'UTC' WHERE user_id = %s",
         [2 * count, user_id],
     )
 
