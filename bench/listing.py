@@ -43,7 +43,7 @@ from psycopg.rows import dict_row
 from werkzeug.datastructures import MultiDict
 
 from todo_api import create_app, listing, tokens
-from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
+from todo_api.cli import MIGRATIONS_DIR, yoyo_backend
 from todo_api.config import Settings
 from todo_api.embedded import EmbeddedPostgres
 from todo_api.schemas import list_query
@@ -92,9 +92,9 @@ def log(message: str) -> None:
 
 def migrate_and_seed(url: str, users: dict[str, int]) -> None:
     """Migrations before the listing indexes, the seed, then the rest (indexes built over the data)."""
-    from yoyo import get_backend, read_migrations
+    from yoyo import read_migrations
 
-    backend = get_backend(_yoyo_url(url))
+    backend = yoyo_backend(url)
     migrations = read_migrations(str(MIGRATIONS_DIR))
     with backend.lock():
         pending = backend.to_apply(migrations)

@@ -25,7 +25,7 @@ import time
 import psycopg
 from psycopg import sql
 
-from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
+from todo_api.cli import MIGRATIONS_DIR, yoyo_backend
 from todo_api.db import load_queries
 from todo_api.embedded import EmbeddedPostgres
 
@@ -50,9 +50,9 @@ PLAIN_DELETE = sql.SQL(
 
 def migrate(url: str, *, with_sync: bool) -> None:
     """Apply every migration, then roll back the sync one unless `with_sync`."""
-    from yoyo import get_backend, read_migrations
+    from yoyo import read_migrations
 
-    backend = get_backend(_yoyo_url(url))
+    backend = yoyo_backend(url)
     migrations = read_migrations(str(MIGRATIONS_DIR))
     with backend.lock():
         backend.apply_migrations(backend.to_apply(migrations))

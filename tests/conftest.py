@@ -22,7 +22,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from todo_api import create_app
-from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT, _yoyo_url
+from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT, yoyo_backend
 from todo_api.config import Settings
 from todo_api.embedded import EmbeddedPostgres
 
@@ -43,10 +43,19 @@ def unguarded(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
-def migrate_all(url: str) -> None:
-    from yoyo import get_backend, read_migrations
+# tests/test_pgbouncer.py runs the suite again with this set, its database behind PgBouncer.
+INSIDE_PGBOUNCER = bool(os.environ.get("TODO_API_INSIDE_PGBOUNCER_RUN"))
 
-    backend = get_backend(_yoyo_url(unguarded(url)))
+direct_and_preparing = pytest.mark.skipif(
+    os.environ.get("DB_PREPARED_STATEMENTS") == "false" or INSIDE_PGBOUNCER,
+    reason="counts the statements prepared on one server connection: needs a direct connection that prepares",
+)
+
+
+def migrate_all(url: str) -> None:
+    from yoyo import read_migrations
+
+    backend = yoyo_backend(unguarded(url))
     migrations = read_migrations(str(MIGRATIONS_DIR))
     with backend.lock():
         backend.apply_migrations(backend.to_apply(migrations))

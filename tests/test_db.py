@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 import psycopg
 import pytest
-from conftest import connect, sibling_url
+from conftest import connect, direct_and_preparing, sibling_url
 from psycopg import sql
 
 from todo_api import cli
@@ -16,11 +17,6 @@ from todo_api.db import Database, defaults_hold
 SETTING = sql.SQL(
     "SELECT current_setting('statement_timeout') AS timeout, current_setting('transaction_isolation') AS isolation, "
     "current_setting('transaction_read_only') AS read_only"
-)
-
-direct_and_preparing = pytest.mark.skipif(
-    os.environ.get("DB_PREPARED_STATEMENTS") == "false" or bool(os.environ.get("TODO_API_INSIDE_PGBOUNCER_RUN")),
-    reason="counts the statements prepared on one server connection: needs a direct connection",
 )
 
 
@@ -112,6 +108,21 @@ def test_a_prepared_statement_lost_on_the_server_is_run_again_unprepared_and_pre
     assert len(warnings) == 1 and "DB_PREPARED_STATEMENTS" in warnings[0].getMessage()
 
 
+@direct_and_preparing
+def test_a_failed_transaction_keeps_the_statements_prepared_on_its_connection(database):
+    """psycopg meets a rollback with DEALLOCATE ALL, which behind a pooler lands on whichever server
+    connection is free and destroys other clients' statements (tests/test_pgbouncer.py). Our
+    transactions change no schema, so their rollback leaves every prepared statement in place."""
+    statement = sql.SQL("SELECT %(n)s::integer AS n")
+    for n in range(6):
+        assert database.fetch_one(statement, {"n": n}) == {"n": n}
+    with pytest.raises(psycopg.errors.DivisionByZero), database.transaction() as run:
+        run.fetch_one(sql.SQL("SELECT 1 / 0"), {})
+    with database.pool.connection() as conn:
+        prepared = [row["statement"] for row in conn.execute("SELECT statement FROM pg_prepared_statements")]
+    assert "SELECT $1::integer AS n" in prepared
+
+
 # Where the timeout and UTC are the role's defaults in the database (todo-api set-db-defaults), no
 # transaction sets them, and they still hold: PgBouncer runs this file again in transaction mode
 # (tests/test_pgbouncer.py), where only such defaults reach every server connection.
@@ -189,3 +200,33 @@ def test_where_the_defaults_differ_each_transaction_sets_the_timeout_and_it_hold
         assert_cancelled_at_the_timeout(db)
     finally:
         db.close()
+
+
+def test_a_statement_that_ran_is_not_run_again_when_psycopg_fails_to_tidy_up_after_it(
+    defaults_url, monkeypatch, caplog
+):
+    """Where the settings are defaults a statement goes out alone, committed as it runs. psycopg keeps
+    at most `prepared_max` statements prepared (100 by default) and deallocates the one it evicts after
+    the next new statement has run; with libpq older than 17 it does so with DEALLOCATE name, which
+    fails where a pooler put that statement on another server connection (here: the server forgot
+    it). The insert had committed: it must be answered as it is, not run a second time."""
+    monkeypatch.setattr(psycopg._connection_base, "_HAS_SEND_CLOSE", False)  # psycopg's path for libpq < 17
+    table = sql.Identifier(f"writes_{uuid.uuid4().hex[:8]}")
+    with connect(defaults_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (id serial PRIMARY KEY, note text NOT NULL)").format(table))
+    db = Database(defaults_url, min_size=1, max_size=1, timeout=2, statement_timeout_ms=300)
+    try:
+        for statement in (sql.SQL("SELECT %(n)s::integer AS n"), sql.SQL("SELECT %(n)s::bigint AS n")):
+            for n in range(6):  # prepared on the 5th run
+                assert db.fetch_one(statement, {"n": n}) == {"n": n}
+        assert db.settings_are_defaults is True
+        with db.pool.connection() as conn:  # the only one: max_size=1
+            conn.execute("DO $$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$")
+            conn.prepared_max = 1  # one too many prepared: the next new statement evicts the first
+        insert = sql.SQL("INSERT INTO {} (note) VALUES (%(note)s) RETURNING id, note").format(table)
+        assert db.fetch_one(insert, {"note": "once"}) == {"id": 1, "note": "once"}  # evicts the first
+        assert db.fetch_all(sql.SQL("SELECT id, note FROM {}").format(table), {}) == [{"id": 1, "note": "once"}]
+    finally:
+        db.close()
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "db.prepared_statements_off"]
+    assert len(warnings) == 1

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import Api, assert_error, make_settings
+from conftest import Api, assert_error, direct_and_preparing, make_settings
 from werkzeug.datastructures import MultiDict
 
 from todo_api import create_app
@@ -713,9 +712,7 @@ def test_cursor_after_the_longest_titles_fits_the_cursor_limit(api, character):
     assert seen == created and cursors and max(len(cursor) for cursor in cursors) <= 2048
 
 
-@pytest.mark.skipif(
-    os.environ.get("DB_PREPARED_STATEMENTS") == "false", reason="prepared statements are off (PgBouncer < 1.21)"
-)
+@direct_and_preparing
 def test_everyday_listings_are_prepared_and_value_dependent_ones_are_planned_each_time(database_url):
     """A status/sort/cursor listing is one index range scan whatever the values, so it is prepared;
     with a tag, word, priority or due filter the best plan depends on the value, so it never is."""

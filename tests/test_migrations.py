@@ -10,7 +10,7 @@ import pytest
 from conftest import unguarded
 from psycopg import sql
 
-from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
+from todo_api.cli import MIGRATIONS_DIR, yoyo_backend
 
 DISTRIBUTING_MIGRATION = "0008.distribute-by-user"
 CITUS_ONLY = "needs the citus extension (make test-citus)"
@@ -90,7 +90,7 @@ def test_task_ids_and_sync_numbers_go_on_across_0008_and_its_rollback(database_u
     without an identity); its rollback swaps back. Neither hands out an id again, even one whose task
     was deleted. On Citus both move every row (to the shards, back to the coordinator) without
     firing the sync triggers: no task is numbered again."""
-    from yoyo import get_backend, read_migrations
+    from yoyo import read_migrations
 
     api = make_api()
     created = [api.create()["id"] for _ in range(3)]
@@ -98,7 +98,7 @@ def test_task_ids_and_sync_numbers_go_on_across_0008_and_its_rollback(database_u
     numbered = sync_numbers(conn, api.user_id)
     assert id_column(conn) == {"identity": "", "default": "nextval('tasks_id_seq'::regclass)"}
 
-    backend = get_backend(_yoyo_url(unguarded(database_url)))
+    backend = yoyo_backend(unguarded(database_url))
     migrations = read_migrations(str(MIGRATIONS_DIR))
     applied = backend.to_rollback(migrations)  # newest first: 0008 and whatever came after it
     ids = [migration.id for migration in applied]

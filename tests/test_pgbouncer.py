@@ -1,7 +1,9 @@
-"""The suite, run again through PgBouncer in transaction mode (API.md / issue 8): all of it with
-DB_PREPARED_STATEMENTS=false, the task, listing and time-zone tests with the defaults (issue 12 §2:
-Debian's PgBouncer 1.18 cannot carry prepared statements, and the defaults must cost no request),
-and the prepared-statement fallback itself, step by step.
+"""The suite, run again through PgBouncer 1.18 in transaction mode (API.md / issue 8): all of it
+with the default settings (issue 21 §2: Debian's 1.18 cannot carry prepared statements, and the
+defaults must cost no request), the database tests with DB_PREPARED_STATEMENTS=false, and the
+faults such a pooler brings, each step by step: another client's statement under our name, a
+statement missing where it lands, the CLI's statements outliving a run, a rollback's DEALLOCATE
+ALL reaching another client's server connection. docs/testing.md says why this split.
 
 Needs Debian's pgbouncer. Without it the test skips, unless REQUIRE_PGBOUNCER=1 (CI sets it after
 installing pgbouncer), which turns the skip into a failure.
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -23,7 +26,7 @@ import pytest
 from conftest import Api, free_port, make_settings, migrate_all
 from psycopg import sql
 
-from todo_api import create_app
+from todo_api import cli, create_app
 from todo_api.cli import PROJECT_ROOT
 from todo_api.db import Database
 
@@ -31,8 +34,54 @@ PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sb
 INNER_RUN = "TODO_API_INSIDE_PGBOUNCER_RUN"
 
 
+def start_pgbouncer(postgres, run_dir: Path, database: str, **settings: str) -> tuple[str, subprocess.Popen]:
+    """PgBouncer 1.18 in transaction mode in front of `database` (created if missing), with `settings`
+    added to its [pgbouncer] section; its URL and process once it accepts connections."""
+    postgres.create_database(database)
+    port = free_port()
+    run_dir.mkdir()
+    (run_dir / "userlist.txt").write_text('"postgres" ""\n')
+    options = {
+        "listen_addr": "127.0.0.1",
+        "listen_port": str(port),
+        "unix_socket_dir": "",
+        "auth_type": "trust",
+        "auth_file": str(run_dir / "userlist.txt"),
+        "pool_mode": "transaction",
+        "max_client_conn": "500",
+        "default_pool_size": "40",
+        "ignore_startup_parameters": "extra_float_digits,options",
+        "logfile": str(run_dir / "pgbouncer.log"),
+        **settings,
+    }
+    (run_dir / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"{database} = host=127.0.0.1 port={postgres.port} dbname={database}\n"
+        f"* = host=127.0.0.1 port={postgres.port}\n"  # any other database too (tests/test_timezones.py)
+        "[pgbouncer]\n" + "".join(f"{name} = {value}\n" for name, value in options.items())
+    )
+    os.chmod(run_dir.parent, 0o755)
+    os.chmod(run_dir, 0o777)
+    command = [PGBOUNCER, str(run_dir / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        command[1:1] = ["-u", "embedded_postgres"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"postgresql://postgres@127.0.0.1:{port}/{database}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return url, process
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail(f"pgbouncer did not start: {(run_dir / 'pgbouncer.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+
+
 @pytest.fixture
-def pgbouncer(postgres, tmp_path):
+def pgbouncers(postgres, tmp_path):
+    """Starts PgBouncers: `pgbouncers(database, **settings)` is the URL of a new one."""
     if os.environ.get(INNER_RUN):
         pytest.skip("already running through PgBouncer")
     if PGBOUNCER is None:
@@ -41,42 +90,30 @@ def pgbouncer(postgres, tmp_path):
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer); CI installs it and requires this test")
     if postgres is None:
         pytest.skip("runs against the embedded server, not TEST_DATABASE_URL")
-    postgres.create_database("todo_pgbouncer")
-    port = free_port()
-    run_dir = tmp_path / "pgbouncer"
-    run_dir.mkdir()
-    (run_dir / "userlist.txt").write_text('"postgres" ""\n')
-    (run_dir / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"todo_pgbouncer = host=127.0.0.1 port={postgres.port} dbname=todo_pgbouncer\n"
-        f"* = host=127.0.0.1 port={postgres.port}\n"  # any other database too (tests/test_timezones.py)
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {run_dir / 'userlist.txt'}\n"
-        "pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 40\n"
-        "ignore_startup_parameters = extra_float_digits,options\n"
-        f"logfile = {run_dir / 'pgbouncer.log'}\n"
-    )
-    os.chmod(tmp_path, 0o755)
-    os.chmod(run_dir, 0o777)
-    command = [PGBOUNCER, str(run_dir / "pgbouncer.ini")]
-    if os.geteuid() == 0:  # pgbouncer refuses to run as root
-        command[1:1] = ["-u", "embedded_postgres"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"postgresql://postgres@127.0.0.1:{port}/todo_pgbouncer"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail(f"pgbouncer did not start: {(run_dir / 'pgbouncer.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    processes: list[subprocess.Popen] = []
+
+    def start(database: str, **settings: str) -> str:
+        url, process = start_pgbouncer(postgres, tmp_path / f"pgbouncer-{len(processes)}", database, **settings)
+        processes.append(process)
+        return url
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def pgbouncer(pgbouncers):
+    """PgBouncer as it comes: it hands a client the server connection used last (LIFO)."""
+    return pgbouncers("todo_pgbouncer")
+
+
+@pytest.fixture
+def one_server_pgbouncer(pgbouncers):
+    """A new database behind a PgBouncer that keeps one server connection for it: every client's
+    transactions share it, so what one client leaves there the next one meets, every time."""
+    return pgbouncers(f"todo_one_server_{uuid.uuid4().hex[:8]}", default_pool_size="1")
 
 
 def run_tests_through(pgbouncer: str, *arguments: str, **env: str) -> None:
@@ -95,19 +132,52 @@ def run_tests_through(pgbouncer: str, *arguments: str, **env: str) -> None:
     assert " passed" in result.stdout.splitlines()[-1]
 
 
-def test_the_whole_suite_passes_through_pgbouncer_in_transaction_mode(pgbouncer):
-    run_tests_through(pgbouncer, "tests", DB_PREPARED_STATEMENTS="false")
+def test_the_whole_suite_passes_through_pgbouncer_with_the_default_settings(pgbouncers):
+    """Prepared statements on, as users run it. Round robin hands each transaction the server
+    connection idle longest, as load does, so every pool in the suite soon meets a statement missing
+    where it lands, stops preparing and goes on (LIFO would let most of them prepare happily on one
+    server connection)."""
+    run_tests_through(pgbouncers("todo_pgbouncer", server_round_robin="1"), "tests")
 
 
-def test_task_listing_and_time_zone_tests_pass_through_pgbouncer_with_the_default_settings(pgbouncer):
-    """Prepared statements on (the default): the service notices PgBouncer 1.18 and stops preparing."""
+def test_the_database_tests_pass_through_pgbouncer_with_prepared_statements_off(pgbouncer):
+    """DB_PREPARED_STATEMENTS=false differs from the defaults only in todo_api/db.py: the tests of
+    what runs the statements (tasks, listings, time zones, the envelope) cover it."""
     run_tests_through(
         pgbouncer,
         *("tests/test_tasks.py", "tests/test_listing.py", "tests/test_validation.py", "tests/test_envelope.py"),
         *("tests/test_db.py", "tests/test_timezones.py"),
-        # it counts statements prepared on one server connection: a direct connection's business
-        "--deselect=tests/test_listing.py::test_everyday_listings_are_prepared_and_value_dependent_ones_are_planned_each_time",
+        DB_PREPARED_STATEMENTS="false",
     )
+
+
+def test_migrate_and_rollback_run_again_and_again_through_pgbouncer(one_server_pgbouncer, monkeypatch):
+    """yoyo's connection would prepare its statements under psycopg's names (_pg3_0, _pg3_1, ...),
+    which stay on the server connection after it ends: the next run met "prepared statement
+    _pg3_0 already exists" and left yoyo's lock held, so every run after it failed too."""
+    monkeypatch.setenv("DATABASE_URL", one_server_pgbouncer)
+    monkeypatch.delenv("BETTER_AUTH_SECRET", raising=False)  # the commands need no auth configuration
+    for command in (["migrate"], ["migrate"], ["rollback"], ["migrate"], ["rollback"], ["migrate"]):
+        assert cli.main(command) == 0, command
+    with psycopg.connect(one_server_pgbouncer, prepare_threshold=None) as conn:
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
+
+
+def test_a_failed_transaction_leaves_other_clients_prepared_statements_alone(one_server_pgbouncer):
+    """psycopg answers a rollback on a connection holding prepared statements with DEALLOCATE ALL,
+    which a pooler sends to whichever server connection is free: the statements it destroyed
+    there were another client's (here the only server connection is shared, so every time)."""
+    database = Database(one_server_pgbouncer, min_size=1, max_size=1, timeout=5, statement_timeout_ms=5000)
+    with psycopg.connect(one_server_pgbouncer, autocommit=True) as other:
+        assert other.execute("SELECT %s::integer", [1], prepare=True).fetchone() == (1,)
+        try:
+            for n in range(6):  # prepared on the 5th run
+                assert database.fetch_one(sql.SQL("SELECT %(n)s::integer AS n"), {"n": n}) == {"n": n}
+            with pytest.raises(psycopg.errors.DivisionByZero), database.transaction() as run:
+                run.fetch_one(sql.SQL("SELECT 1 / 0"), {})
+        finally:
+            database.close()
+        assert other.execute("SELECT %s::integer", [2], prepare=True).fetchone() == (2,)
 
 
 def warnings_about_prepared_statements(caplog) -> list[logging.LogRecord]:

@@ -533,9 +533,9 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
     """0007 on a database with tasks: each user's get 1..n in id order, and the counter continues from n."""
     from urllib.parse import urlsplit
 
-    from yoyo import get_backend, read_migrations
+    from yoyo import read_migrations
 
-    from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
+    from todo_api.cli import MIGRATIONS_DIR, yoyo_backend
     from todo_api.db import load_queries
 
     name = f"backfill_{random.randrange(10**9)}"
@@ -543,7 +543,7 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
         admin.execute(f'CREATE DATABASE "{name}"')
     url = urlsplit(database_url)._replace(path=f"/{name}").geturl()
     try:
-        backend = get_backend(_yoyo_url(url))
+        backend = yoyo_backend(url)
         migrations = read_migrations(str(MIGRATIONS_DIR))
         with backend.lock():
             backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0007")))

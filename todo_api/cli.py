@@ -13,9 +13,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt
 import psycopg
@@ -48,21 +50,36 @@ def _database_url() -> str:
     return EmbeddedPostgres(DATA_DIR / "postgres").start().url()
 
 
-def _yoyo_url(url: str) -> str:
+def yoyo_backend(url: str):
+    """yoyo's backend on `url`, its connection preparing no statement: psycopg names them _pg3_0,
+    _pg3_1, ... on every connection, and behind a pooler in transaction mode they outlive the run on
+    the server connection, where the next run met "prepared statement _pg3_0 already exists" (and
+    left yoyo's lock held) or could run the statement it found under that name."""
+    from yoyo import get_backend
+
     # yoyo picks its driver from the scheme; psycopg 3 is `postgresql+psycopg`.
-    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+    backend = get_backend(re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url))
+    backend.connection.prepare_threshold = None
+    return backend
 
 
-def _migrations():
-    from yoyo import get_backend, read_migrations
+@contextmanager
+def _migrations() -> Iterator[tuple[Any, Any]]:
+    """yoyo's backend on the commands' database, under yoyo's lock, and the migrations; its
+    connection closed afterwards (`todo-api serve` migrates, then serves for hours)."""
+    from yoyo import read_migrations
 
-    return get_backend(_yoyo_url(_database_url())), read_migrations(str(MIGRATIONS_DIR))
+    backend = yoyo_backend(_database_url())
+    try:
+        with backend.lock():
+            yield backend, read_migrations(str(MIGRATIONS_DIR))
+    finally:
+        backend.connection.close()
 
 
 def migrate() -> int:
     """Apply pending migrations under yoyo's lock; return how many were applied."""
-    backend, migrations = _migrations()
-    with backend.lock():
+    with _migrations() as (backend, migrations):
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     return len(pending)
@@ -70,8 +87,7 @@ def migrate() -> int:
 
 def rollback(count: int) -> int:
     """Roll back the latest `count` applied migrations; return how many were rolled back."""
-    backend, migrations = _migrations()
-    with backend.lock():
+    with _migrations() as (backend, migrations):
         latest = backend.to_rollback(migrations)[:count]
         backend.rollback_migrations(latest)
     return len(latest)
