@@ -242,19 +242,21 @@ def _on_its_shards(conn, database_url: str, statement: sql.Composable, user_id: 
 def _prepared_plan(conn, statement: sql.SQL, params: dict[str, Any], plan_cache_mode: str) -> dict[str, Any]:
     """EXPLAIN ANALYZE of `statement` run as a prepared statement, as the service runs it from its 6th
     call on a connection, with plan_cache_mode choosing a generic or a custom plan; in a transaction
-    rolled back after it (a deletion is undone)."""
+    rolled back after it (a deletion is undone). Prepared, run and deallocated inside that one
+    transaction, so behind PgBouncer in transaction mode all of it reaches one server connection; a
+    name of its own, so a probe that failed before its DEALLOCATE leaves nothing a later one meets."""
     text = statement.as_string(conn)
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
     numbered = re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match.group(1)) + 1}", text)
-    conn.execute(sql.SQL("PREPARE plan_probe AS {}").format(sql.SQL(numbered)))  # type: ignore[arg-type]
-    try:  # a prepared statement outlives the transaction: deallocated after it, even when it failed
-        with conn.transaction(force_rollback=True):
-            conn.execute(sql.SQL("SET LOCAL plan_cache_mode = {}").format(sql.Identifier(plan_cache_mode)))
-            arguments = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
-            explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE plan_probe({})").format(arguments)
-            return conn.execute(explain).fetchone()["QUERY PLAN"][0]["Plan"]
-    finally:
-        conn.execute("DEALLOCATE plan_probe")
+    probe = sql.Identifier(f"plan_probe_{uuid.uuid4().hex}")
+    with conn.transaction(force_rollback=True):
+        conn.execute(sql.SQL("PREPARE {} AS {}").format(probe, sql.SQL(numbered)))  # type: ignore[arg-type]
+        conn.execute(sql.SQL("SET LOCAL plan_cache_mode = {}").format(sql.Identifier(plan_cache_mode)))
+        arguments = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
+        explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {}({})").format(probe, arguments)
+        plan = conn.execute(explain).fetchone()["QUERY PLAN"][0]["Plan"]
+        conn.execute(sql.SQL("DEALLOCATE {}").format(probe))  # a prepared statement outlives a rollback
+    return plan
 
 
 def _assert_reads_one_tombstone(plan: dict[str, Any], label: Any) -> None:
