@@ -14,12 +14,14 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import jwt
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
-from .config import ConfigError, load_settings, statement_timeout_ms
+from .config import ConfigError, database_url, load_settings, statement_timeout_ms
 from .db import defaults_hold
 from .embedded import EmbeddedPostgres
 
@@ -38,16 +40,18 @@ class CommandError(Exception):
 
 
 def _database_url() -> str:
-    """DATABASE_URL, or the embedded development database (started if it is not running)."""
-    url = os.environ.get("DATABASE_URL", "").strip()
+    """DATABASE_URL (validated), or the embedded development database (started if it is not running)."""
+    url = database_url()
     if url:
         return url
     return EmbeddedPostgres(DATA_DIR / "postgres").start().url()
 
 
 def _yoyo_url(url: str) -> str:
-    # yoyo picks its driver from the scheme; psycopg 3 is `postgresql+psycopg`.
-    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+    """`url` as yoyo takes it: yoyo picks its driver from the scheme (psycopg 3 is `postgresql+psycopg`),
+    and its own parsing reads one host:port, so every connection parameter goes in the query string,
+    which yoyo hands to psycopg as it is (several hosts too)."""
+    return "postgresql+psycopg://?" + urlencode(conninfo_to_dict(url))
 
 
 def _migrations():
