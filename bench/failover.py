@@ -1,6 +1,6 @@
-"""`make failover`: the service on a real HA stack through three faults, checked, with figures.
+"""`make failover`: the service on a real HA stack through four faults, checked, with figures.
 
-    .venv/bin/python bench/failover.py [--runs N] [--scenario kill-primary|switchover|kill-standby ...]
+    .venv/bin/python bench/failover.py [--runs N] [--scenario kill-primary|switchover|kill-standby|lose-standby ...]
 
 A pg_auto_failover 2.0 formation on PostgreSQL 15 (Debian's postgresql-15-auto-failover): a monitor,
 a primary and a synchronous standby on 127.0.0.1, run by an unprivileged user (`postgres` when this
@@ -20,8 +20,9 @@ Each run checks that every 201 is in the database afterwards (nothing acknowledg
 Idempotency-Key has one row (no duplicates), that every answer was a 201 or a 503 (no 500, no
 timeout), that none took longer than DB_STATEMENT_TIMEOUT_MS + DB_POOL_TIMEOUT + 1 s, and that writes
 are answered 201 again once the formation has settled, with no restart of the service. It prints
-the refused window (first to last 503, from the fault) and when each node was down, read-write or
-read-only; it exits 1 if a check failed. Bounded: every wait has a deadline, the load stops by itself.
+the refused window (first to last 503, from the fault), the database faults behind the 503s (from
+the service's log) and when each node was down, read-write or read-only; it exits 1 if a check
+failed. Bounded: every wait has a deadline, and the load stops by itself.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import json
 import os
 import shutil
 import signal
@@ -327,6 +329,7 @@ class Service:
     """The service under gunicorn on 127.0.0.1, as production runs it."""
 
     def __init__(self, database_url: str, log_path: Path):
+        self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -359,6 +362,19 @@ class Service:
 
         wait_for(ready, 30, "the service answers /readyz")
 
+    def refusals(self, since: int) -> tuple[int, str]:
+        """The log's size, and the 503s' database faults by kind (its JSON lines) from offset `since` on."""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            lines = log.read()
+        kinds = Counter()
+        for line in lines.splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("event") == "db.unavailable":
+                    kinds[record["error_kind"]] += 1
+        return since + len(lines), ", ".join(f"{kind} {count}" for kind, count in kinds.most_common()) or "none"
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -375,9 +391,11 @@ class Outcome:
     answers: list[Answer]
     fault: float
     settled: float
+    primary: str  # once settled
     lost: list[str]
     duplicates: list[str]
     timeline: str
+    refusals: str
 
     @property
     def failures(self) -> list[str]:
@@ -410,12 +428,14 @@ class Outcome:
             f"{self.scenario:<12} run {self.run}: {len(self.answers)} requests, {acknowledged} acknowledged, "
             f"{len(refused)} refused (503); lost {len(self.lost)}, duplicates {len(self.duplicates)}; "
             f"slowest {slowest:.2f} s (limit {LIMIT:.1f} s); refused {window}; "
-            f"settled +{self.settled - self.fault:.1f} s; {verdict}\n    {self.timeline}"
+            f"settled +{self.settled - self.fault:.1f} s, primary {self.primary}; {verdict}\n    {self.timeline}\n"
+            f"    503s by database fault: {self.refusals}"
         )
 
 
 def run_scenario(formation: Formation, service: Service, scenario: str, run: int) -> Outcome:
     primary, standby = formation.wait_settled(DEADLINE)
+    log_offset, _ = service.refusals(0)
     timeline = Timeline(formation)
     timeline.start()
     stop = threading.Event()
@@ -426,23 +446,22 @@ def run_scenario(formation: Formation, service: Service, scenario: str, run: int
     time.sleep(WARM_UP)
 
     fault = time.monotonic()
-    if scenario == "lose-standby":
+    if scenario == "switchover":
+        formation.switchover()
+        roles = formation.wait_settled(DEADLINE, unless=lambda new_primary, _: new_primary == primary)
+    elif scenario == "lose-standby":
         formation.kill_node(standby)
         wait_for(formation.primary_alone, DEADLINE, "the monitor lets the primary go on alone")
         time.sleep(SETTLE)  # writes go on without the standby
         formation.restart(standby)
-        formation.wait_settled(DEADLINE)
-    elif scenario == "kill-standby":
-        killed = formation.postmaster_pid(standby)
-        formation.kill_postmaster(standby)
-        # settled again once the standby runs anew (its keeper restarts it) and streams to the primary
-        formation.wait_settled(DEADLINE, unless=lambda *_: formation.postmaster_pid(standby) in (None, killed))
+        roles = formation.wait_settled(DEADLINE)
     else:
-        if scenario == "kill-primary":
-            formation.kill_postmaster(primary)
-        else:
-            formation.switchover()
-        formation.wait_settled(DEADLINE, unless=lambda new_primary, _: new_primary == primary)
+        node = primary if scenario == "kill-primary" else standby
+        killed = formation.postmaster_pid(node)
+        formation.kill_postmaster(node)
+        # settled again once the killed node runs anew (its keeper restarts it, as a primary again or,
+        # after a failover, as the new primary's standby)
+        roles = formation.wait_settled(DEADLINE, unless=lambda *_: formation.postmaster_pid(node) in (None, killed))
     settled = time.monotonic()
     time.sleep(SETTLE)
     stop.set()
@@ -460,7 +479,8 @@ def run_scenario(formation: Formation, service: Service, scenario: str, run: int
     titles = dict(rows)
     lost = [key for key, task_id in acknowledged.items() if titles.get(task_id) != key]
     duplicates = [title for title, count in Counter(titles.values()).items() if count > 1]
-    return Outcome(scenario, run, answers, fault, settled, lost, duplicates, timeline.since(fault))
+    _, refusals = service.refusals(log_offset)
+    return Outcome(scenario, run, answers, fault, settled, roles[0], lost, duplicates, timeline.since(fault), refusals)
 
 
 def main() -> int:
