@@ -283,14 +283,18 @@ class Database:
             except psycopg.errors.ReadOnlySqlTransaction as error:
                 if not _server_is_read_only(conn):
                     raise  # a write in a transaction of ours declared read-only: a bug, not the server
+                log.warning(
+                    "the database server is read-only (a demoted primary?): this worker drops its connections",
+                    extra={"event": "db.server_read_only"},
+                )
                 self.pool.drain()  # every connection to that server: closed now, or as it comes back
                 raise ServerReadOnly("the database server is read-only (a failover?)") from error
 
     def _watched(self, conn: PooledConnection, round_trip: Callable[..., None], *args: Any) -> None:
         """Run a round trip that may commit, under the watchdog: a commit whose wait for the synchronous
         standby was cut short raises CommitUnconfirmed, and a connection the watchdog cancelled is
-        closed (a late cancel must not hit the next request's statement). A plain call, not a `with`
-        block: it runs on every request (~1 us; a generator context manager costs twice that)."""
+        closed (a late cancel must not hit the next request's statement). A plain call rather than a
+        `with` block: it runs on every request, and a generator context manager costs more."""
         conn.sync_wait_cut_short = False
         self._watchdog.watch(conn)
         try:
