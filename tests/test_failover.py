@@ -152,6 +152,26 @@ def test_a_wait_for_the_standby_cancelled_by_someone_else_is_503_too(standby_mis
     assert_error(answers[0], 503, "service_unavailable")
 
 
+def test_no_request_meets_a_connection_the_server_closed_while_it_was_idle(tmp_path, make_app):
+    server = EmbeddedPostgres(tmp_path / "restarted", durable=False).start()
+    try:
+        migrate_all(server.url())
+        app = make_app(server.url(), db_pool_min_size=2, db_pool_max_size=2)
+        api = Api(app.test_client(), "idle-user")
+        api.create(title="Before the restart")
+        pool = app.extensions["todo_api.db"].pool
+        wait_until(lambda: pool.get_stats()["pool_available"] == 2)
+
+        server.stop(mode="fast")  # as a demoted primary does: every connection closed
+        server.start()
+        for _ in range(3):  # each pooled connection would be met once
+            response = api.get()
+            assert response.status_code == 200, response.json
+            assert [task["title"] for task in response.json["data"]] == ["Before the restart"]
+    finally:
+        server.stop(mode="immediate")
+
+
 def test_a_server_that_turns_read_only_is_left_for_the_next_host_without_a_restart(tmp_path, make_app):
     first = EmbeddedPostgres(tmp_path / "first", durable=False).start()
     second = EmbeddedPostgres(tmp_path / "second", durable=False).start()

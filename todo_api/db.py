@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import secrets
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -275,20 +276,30 @@ class Database:
 
     @contextmanager
     def _connection(self) -> Iterator[PooledConnection]:
-        """A pooled connection that prepares statements only while this pool still does."""
-        with self.pool.connection() as conn:
+        """A pooled connection that prepares statements only while this pool still does. One that its
+        server closed while it sat idle (the server restarted, was demoted, or crashed) is dropped
+        before use, with every other idle one it closed, rather than failing this request."""
+        pool = self.pool
+        conn = pool.getconn()
+        if _closed_by_server(conn):
+            conn.close()
+            pool.putconn(conn)  # discarded and replaced
+            pool.check()
+            conn = pool.getconn()
+        try:
             conn.prepare_threshold = self._prepare_threshold
-            try:
-                yield conn
-            except psycopg.errors.ReadOnlySqlTransaction as error:
-                if not _server_is_read_only(conn):
-                    raise  # a write in a transaction of ours declared read-only: a bug, not the server
-                log.warning(
-                    "the database server is read-only (a demoted primary?): this worker drops its connections",
-                    extra={"event": "db.server_read_only"},
-                )
-                self.pool.drain()  # every connection to that server: closed now, or as it comes back
-                raise ServerReadOnly("the database server is read-only (a failover?)") from error
+            yield conn
+        except psycopg.errors.ReadOnlySqlTransaction as error:
+            if not _server_is_read_only(conn):
+                raise  # a write in a transaction of ours declared read-only: a bug, not the server
+            log.warning(
+                "the database server is read-only (a demoted primary?): this worker drops its connections",
+                extra={"event": "db.server_read_only"},
+            )
+            pool.drain()  # every connection to that server: closed now, or as it comes back
+            raise ServerReadOnly("the database server is read-only (a failover?)") from error
+        finally:
+            pool.putconn(conn)
 
     def _watched(self, conn: PooledConnection, round_trip: Callable[..., None], *args: Any) -> None:
         """Run a round trip that may commit, under the watchdog: a commit whose wait for the synchronous
@@ -416,6 +427,19 @@ def defaults_hold(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> b
         and timeout_source in EVERY_CONNECTION
         and found["TimeZone"][0] in UTC_NAMES
     )
+
+
+def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server has closed this idle connection: its socket has something to read although
+    no statement is in flight (the server's goodbye, or the end of the stream). One poll; a round trip
+    only then, in case the server had something else to say."""
+    if not select.select([conn.fileno()], [], [], 0)[0]:
+        return False
+    try:
+        conn.execute("")
+    except psycopg.Error:
+        return True
+    return False
 
 
 def _server_is_read_only(conn: psycopg.Connection[Any]) -> bool:
