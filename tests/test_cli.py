@@ -83,6 +83,48 @@ def test_migrate_twice_is_a_no_op_and_rollback_then_migrate_restores_the_schema(
     assert schema_snapshot(blank_database) == applied
 
 
+@pytest.mark.parametrize("form", ["hosts in the authority", "hosts in the query string"])
+def test_every_command_takes_a_url_with_several_hosts_the_first_one_dead(form, tmp_path, start_gunicorn):
+    server = EmbeddedPostgres(tmp_path / "pg", durable=False).start()
+    dead, live = free_port(), server.port
+    url = {
+        "hosts in the authority": f"postgresql://postgres@127.0.0.1:{dead},127.0.0.1:{live}/todo",
+        "hosts in the query string": f"postgresql://postgres@/todo?host=127.0.0.1,127.0.0.1&port={dead},{live}",
+    }[form]
+    url += ("&" if "?" in url else "?") + "target_session_attrs=read-write"
+    env = {"DATABASE_URL": url, "BETTER_AUTH_SECRET": SECRET}
+    try:
+        migrations = [p for p in MIGRATIONS_DIR.glob("*.sql") if not p.name.endswith(".rollback.sql")]
+        for args, output in (
+            (["migrate"], f"{len(migrations)} migration(s) applied"),
+            (["rollback", "--count", "1"], "1 migration(s) rolled back"),
+            (["migrate"], "1 migration(s) applied"),
+            (["set-db-defaults"], "statement_timeout and TimeZone are now this role's defaults in database todo"),
+            (["seed", "--users", "1", "--tasks", "3"], "user-1\t"),
+        ):
+            result = todo_api(*args, env=env)
+            assert (result.returncode, result.stderr) == (0, ""), args
+            assert result.stdout.startswith(output), args
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("SELECT count(*) FROM tasks WHERE user_id = 'user-1'").fetchone() == (3,)
+
+        service = start_gunicorn(env)  # what `todo-api serve` runs
+        assert requests.get(service.url + "/readyz", timeout=10).status_code == 200
+    finally:
+        server.stop(mode="immediate")
+
+
+@pytest.mark.parametrize("command", ["migrate", "rollback", "set-db-defaults", "seed", "serve"])
+def test_a_database_url_libpq_cannot_read_is_one_line_naming_it(command):
+    env = {**VALID, "DATABASE_URL": "postgresql://todo:hunter2@[::1/todo?target_session_attrs=read-write"}
+    result = todo_api(command, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "configuration error: DATABASE_URL is not a URL libpq can read: end of string reached when looking for "
+        'matching "]" in IPv6 host address in URI: "postgresql://todo:***@[::1/todo?target_session_attrs=read-write"'
+    )
+
+
 def test_seed_fills_tasks_and_prints_a_token_per_user(blank_database):
     env = {"DATABASE_URL": blank_database, "BETTER_AUTH_SECRET": SECRET}
     assert todo_api("migrate", env=env).returncode == 0
@@ -122,6 +164,9 @@ def test_ttl_parsing(text, seconds):
         ({"BETTER_AUTH_SECRET": "short"}, "BETTER_AUTH_SECRET"),
         ({"BETTER_AUTH_SECRET": ""}, "BETTER_AUTH_SECRET"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u@h1:5432,h2:x/db"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u@h1,h2,h3/db?port=5432,5433"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u@h/db?no_such_parameter=1"}, "DATABASE_URL"),
         ({"DB_POOL_MAX_SIZE": "ten"}, "DB_POOL_MAX_SIZE"),
         ({"DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "DB_POOL_MAX_SIZE"),
         ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_TIMEOUT"),
@@ -145,6 +190,18 @@ def test_bad_configuration_names_the_variable(env, variable):
         load_settings({**VALID, **env})
     assert raised.value.variable == variable
     assert str(raised.value).startswith(f"configuration error: {variable} ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://todo:pw@db1.example:5432,db2.example:5433/todo?target_session_attrs=read-write",
+        "postgresql://todo:pw@/todo?host=db1.example,db2.example&port=5432,5433&target_session_attrs=read-write",
+        "postgres://todo@db.example/todo?sslmode=require",
+    ],
+)
+def test_database_url_may_name_several_hosts_in_either_form(url):
+    assert load_settings({**VALID, "DATABASE_URL": url}).database_url == url
 
 
 def test_sync_retention_is_whole_days_defaulting_to_30():

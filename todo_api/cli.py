@@ -18,12 +18,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
-from .config import ConfigError, load_settings, statement_timeout_ms
+from .config import ConfigError, database_url, load_settings, statement_timeout_ms
 from .db import defaults_hold
 from .embedded import EmbeddedPostgres
 
@@ -43,8 +45,8 @@ class CommandError(Exception):
 
 
 def _database_url() -> str:
-    """DATABASE_URL, or the embedded development database (started if it is not running)."""
-    url = os.environ.get("DATABASE_URL", "").strip()
+    """DATABASE_URL (validated), or the embedded development database (started if it is not running)."""
+    url = database_url()
     if url:
         return url
     return EmbeddedPostgres(DATA_DIR / "postgres").start().url()
@@ -57,8 +59,10 @@ def yoyo_backend(url: str):
     left yoyo's lock held) or could run the statement it found under that name."""
     from yoyo import get_backend
 
-    # yoyo picks its driver from the scheme; psycopg 3 is `postgresql+psycopg`.
-    backend = get_backend(re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url))
+    # yoyo picks its driver from the scheme (psycopg 3 is `postgresql+psycopg`), and its own parsing
+    # reads one host:port, so every connection parameter goes in the query string, which yoyo hands
+    # to psycopg as it is (several hosts too).
+    backend = get_backend("postgresql+psycopg://?" + urlencode(conninfo_to_dict(url)))
     backend.connection.prepare_threshold = None
     return backend
 

@@ -7,9 +7,13 @@ naming the variable; the entry points print that one line and exit.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256", "PS256")
@@ -154,6 +158,38 @@ def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
     return origins
 
 
+def database_url(env: Mapping[str, str] | None = None) -> str | None:
+    """DATABASE_URL as libpq reads it, validated: one host or several, as `postgresql://u@h1:p1,h2:p2/db`
+    or `postgresql://u@/db?host=h1,h2&port=p1,p2` (with `target_session_attrs=read-write` for a
+    failover); None when unset. For commands that need no auth configuration too."""
+    env = os.environ if env is None else env
+    url = _url(env, "DATABASE_URL", ("postgresql", "postgres"))
+    if url is None:
+        return None
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        reason = _without_passwords(str(error).strip().splitlines()[0], url)
+        raise ConfigError("DATABASE_URL", f"is not a URL libpq can read: {reason}") from None
+    hosts = (params.get("host") or params.get("hostaddr") or "").split(",")
+    ports = params["port"].split(",") if "port" in params else []
+    for port in ports:
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError("DATABASE_URL", f"has a port that is not a number from 1 to 65535: {port!r}")
+    if len(ports) > 1 and len(ports) != len(hosts):
+        raise ConfigError("DATABASE_URL", f"names {len(hosts)} hosts but {len(ports)} ports (give one, or one each)")
+    return url
+
+
+def _without_passwords(message: str, url: str) -> str:
+    """libpq's message, which may quote the URL, without the passwords the URL holds."""
+    userinfo = url.partition("://")[2].split("/", 1)[0].rpartition("@")[0]
+    for password in [userinfo.partition(":")[2], *re.findall(r"[?&]password=([^&#]*)", url)]:
+        if password:
+            message = message.replace(password, "***")
+    return message
+
+
 def statement_timeout_ms(env: Mapping[str, str] | None = None) -> int:
     """DB_STATEMENT_TIMEOUT_MS alone, validated: for commands that need no auth configuration."""
     return _int(os.environ if env is None else env, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000)
@@ -199,7 +235,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     origins = _origins(env)
 
     return Settings(
-        database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
+        database_url=database_url(env),
         better_auth_secret=secret,
         better_auth_url=auth_url,
         jwt_jwks_url=jwks_url,

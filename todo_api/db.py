@@ -15,6 +15,15 @@ which psycopg cannot read back (and west of UTC, 0001-01-01T00:00:00Z falls in 1
   first one that does not match puts this pool back on the per-transaction settings for good.
 - `transaction()` is for work of several statements that depend on each other: BEGIN with the
   timeout, the statements, then COMMIT as the `with` block ends.
+
+A commit that waits for a synchronous standby is outside the statement timeout (PostgreSQL turns it
+off before that wait). The pool's `Watchdog` cancels a round trip that is still running
+DB_STATEMENT_TIMEOUT_MS after it started; a commit whose wait was cut short (by it or by anyone)
+holds on this server but might not survive a failover, so it raises `CommitUnconfirmed` (a 503:
+the client's retry with its Idempotency-Key finds it) and is never acknowledged. A server that
+turned read-only under the pool (a demoted primary) raises `ServerReadOnly` (a 503) and every
+connection to it is dropped: new ones go to the host that DATABASE_URL's
+`target_session_attrs=read-write` finds.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ import logging
 import os
 import re
 import secrets
+import select
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -52,6 +63,87 @@ _NOT_PREPARED_HERE = (psycopg.errors.InvalidSqlStatementName, psycopg.errors.Dup
 
 class QueryError(Exception):
     """The SQL files are malformed (a start-up error, never a request error)."""
+
+
+class CommitUnconfirmed(psycopg.OperationalError):
+    """A commit stopped waiting for the synchronous standby: it holds on this server, but a failover
+    may lose it, so it must not be acknowledged."""
+
+
+class ServerReadOnly(psycopg.OperationalError):
+    """The server under a pooled connection became read-only (a primary demoted, or a standby)."""
+
+
+# PostgreSQL's warning when a commit's wait for the synchronous standby is cancelled or terminated:
+# "canceling [the] wait for synchronous replication ...". The commit is not rolled back.
+_SYNC_WAIT_CUT_SHORT = "wait for synchronous replication"
+
+
+class PooledConnection(psycopg.Connection[Row]):
+    """A pool's connection, noting the warning that its commit stopped waiting for the standby."""
+
+    sync_wait_cut_short = False
+
+    def note_sync_wait_cut_short(self, diagnostic: psycopg.errors.Diagnostic) -> None:
+        if _SYNC_WAIT_CUT_SHORT in (diagnostic.message_primary or ""):
+            self.sync_wait_cut_short = True
+
+
+class Watchdog:
+    """One thread per pool that cancels the backend of a round trip still running `timeout` seconds
+    after it started: a commit waiting for a synchronous standby that is gone waits forever otherwise.
+
+    Round trips are watched in start order, which is deadline order, so the thread sleeps until the
+    oldest one's deadline, or one `timeout` while none is watched (any started meanwhile ends later):
+    the request path never wakes it, and pays a lock and a dict entry per round trip.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+
+    def open(self) -> None:
+        """Start watching, in the process that uses the pool: threads and held locks do not survive a fork."""
+        self._watched: dict[PooledConnection, float] = {}  # connection -> deadline, oldest first
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self._closed,), name="todo-api-watchdog", daemon=True)
+        self._thread.start()
+
+    def watch(self, conn: PooledConnection) -> None:
+        with self._lock:
+            self._watched[conn] = time.monotonic() + self.timeout
+
+    def release(self, conn: PooledConnection) -> bool:
+        """Stop watching `conn`'s round trip; False if the watchdog cancelled it."""
+        with self._lock:
+            return self._watched.pop(conn, None) is not None
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
+
+    def _run(self, closed: threading.Event) -> None:
+        delay = self.timeout
+        while not closed.wait(delay):
+            with self._lock:
+                oldest = next(iter(self._watched.items()), None)
+                delay = self.timeout if oldest is None else oldest[1] - time.monotonic()
+                if oldest is not None and delay <= 0:
+                    del self._watched[oldest[0]]
+            if oldest is not None and delay <= 0:
+                self._cancel(oldest[0])
+                delay = 0
+
+    def _cancel(self, conn: PooledConnection) -> None:
+        log.warning(
+            "a database round trip ran past DB_STATEMENT_TIMEOUT_MS (a commit waiting for a synchronous standby?): "
+            "cancelling it",
+            extra={"event": "db.round_trip_cancelled"},
+        )
+        try:
+            conn.cancel_safe(timeout=self.timeout)
+        except psycopg.Error as error:  # the server is unreachable: the connection fails by itself
+            log.warning("cancelling failed", extra={"event": "db.cancel_failed", "error_kind": type(error).__name__})
 
 
 def load_queries(directory: Path = SQL_DIR) -> dict[str, sql.SQL]:
@@ -112,24 +204,27 @@ class Database:
         # pooler that cannot carry prepared statements (see _stop_preparing).
         self._prepare_threshold: int | None = PREPARE_THRESHOLD if prepared_statements else None
         self._pool_args = {"min_size": min_size, "max_size": max_size, "timeout": timeout}
-        self._pool: ConnectionPool | None = None
+        self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_pid: int | None = None
+        self._watchdog = Watchdog(statement_timeout_ms / 1000)  # opened and closed with the pool
         self._lock = threading.Lock()
 
     @property
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> ConnectionPool[PooledConnection]:
         pool = self._pool
         if pool is None or self._pool_pid != os.getpid():
             with self._lock:
                 if self._pool is None or self._pool_pid != os.getpid():
+                    self._watchdog.open()
                     self._pool = self._open_pool()
                     self._pool_pid = os.getpid()
                 pool = self._pool
         return pool
 
-    def _open_pool(self) -> ConnectionPool:
+    def _open_pool(self) -> ConnectionPool[PooledConnection]:
         pool = ConnectionPool(
             self.url,
+            connection_class=PooledConnection,
             open=False,
             name="todo-api",
             kwargs={
@@ -151,6 +246,7 @@ class Database:
         with self._lock:
             if self._pool is not None and self._pool_pid == os.getpid():
                 self._pool.close(timeout=5)
+                self._watchdog.close()
                 log.info("database pool closed", extra={"event": "db.pool_closed"})
             self._pool = None
 
@@ -159,9 +255,11 @@ class Database:
         if self._pool is not None and self._pool_pid == os.getpid():
             self._pool.check()
 
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        """A new connection prepares statements while this pool does, under names of its own, and
-        tells whether it starts with the timeout and UTC as defaults."""
+    def _configure(self, conn: PooledConnection) -> None:
+        """A new connection prepares statements while this pool does, under names of its own, notes
+        a commit's cut-short wait for the standby, and tells whether it starts with the timeout and
+        UTC as defaults."""
+        conn.add_notice_handler(conn.note_sync_wait_cut_short)
         if not _number_prepared_statements_uniquely(conn):
             self._prepare_threshold = None
         conn.prepare_threshold = self._prepare_threshold
@@ -182,11 +280,47 @@ class Database:
             )
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Row]]:
-        """A pooled connection that prepares statements only while this pool still does."""
-        with self.pool.connection() as conn:
+    def _connection(self) -> Iterator[PooledConnection]:
+        """A pooled connection that prepares statements only while this pool still does. One that its
+        server closed while it sat idle (the server restarted, was demoted, or crashed) is dropped
+        before use, with every other idle one it closed, rather than failing this request."""
+        pool = self.pool
+        conn = pool.getconn()
+        if _closed_by_server(conn):
+            conn.close()
+            pool.putconn(conn)  # discarded and replaced
+            pool.check()
+            conn = pool.getconn()
+        try:
             conn.prepare_threshold = self._prepare_threshold
             yield conn
+        except psycopg.errors.ReadOnlySqlTransaction as error:
+            if not _server_is_read_only(conn):
+                raise  # a write in a transaction of ours declared read-only: a bug, not the server
+            log.warning(
+                "the database server is read-only (a demoted primary?): this worker drops its connections",
+                extra={"event": "db.server_read_only"},
+            )
+            pool.drain()  # every connection to that server: closed now, or as it comes back
+            raise ServerReadOnly("the database server is read-only (a failover?)") from error
+        finally:
+            pool.putconn(conn)
+
+    def _watched(self, conn: PooledConnection, round_trip: Callable[..., None], *args: Any) -> None:
+        """Run a round trip that may commit, under the watchdog: a commit whose wait for the synchronous
+        standby was cut short raises CommitUnconfirmed, and a connection the watchdog cancelled is
+        closed (a late cancel must not hit the next request's statement). A plain call rather than a
+        `with` block: it runs on every request, and a generator context manager costs more."""
+        conn.sync_wait_cut_short = False
+        self._watchdog.watch(conn)
+        try:
+            round_trip(*args)
+        finally:
+            cancelled = not self._watchdog.release(conn)
+            if cancelled:
+                conn.close()
+        if cancelled or conn.sync_wait_cut_short:
+            raise CommitUnconfirmed("the commit's wait for the synchronous standby was cut short")
 
     @contextmanager
     def transaction(self, *, one_snapshot: bool = False) -> Iterator[Runner]:
@@ -214,7 +348,7 @@ class Database:
                 with suppress(psycopg.Error):  # a lost connection cannot roll back; the pool drops it
                     cur.execute(ROLLBACK)
                 raise
-            conn.commit()
+            self._watched(conn, conn.commit)
 
     @contextmanager
     def _one_statement(self, query: sql.Composable | str, params: Params, prepare: bool | None) -> Iterator[Cursor]:
@@ -222,12 +356,13 @@ class Database:
         statement = self.queries[query] if isinstance(query, str) else query
         with self._connection() as conn, conn.cursor() as cur:
             try:
-                self._pipeline(cur, statement, params, prepare)
+                self._watched(conn, self._pipeline, cur, statement, params, prepare)
             except _NOT_PREPARED_HERE as fault:
                 if conn.prepare_threshold is None:
                     raise  # nothing of ours was prepared: not the pooler's doing
                 self._stop_preparing(conn, fault)
-                self._pipeline(cur, statement, params, prepare)  # it did not run: run it again, unprepared
+                # it did not run: run it again, unprepared
+                self._watched(conn, self._pipeline, cur, statement, params, prepare)
             yield cur
 
     def _pipeline(self, cur: Cursor, statement: sql.Composable, params: Params, prepare: bool | None) -> None:
@@ -307,6 +442,28 @@ def defaults_hold(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> b
         timeout == str(statement_timeout_ms)
         and timeout_source in EVERY_CONNECTION
         and found["TimeZone"][0] in UTC_NAMES
+    )
+
+
+def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server has closed this idle connection: its socket has something to read although
+    no statement is in flight (the server's goodbye, or the end of the stream). One poll; a round trip
+    only then, in case the server had something else to say."""
+    if not select.select([conn.fileno()], [], [], 0)[0]:
+        return False
+    try:
+        conn.execute("")
+    except psycopg.Error:
+        return True
+    return False
+
+
+def _server_is_read_only(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server says (in the parameters it reports, no round trip) that it is a standby or
+    makes every transaction read-only."""
+    return "on" in (
+        conn.info.parameter_status("in_hot_standby"),
+        conn.info.parameter_status("default_transaction_read_only"),
     )
 
 
