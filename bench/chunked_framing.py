@@ -30,7 +30,7 @@ import requests
 from gunicorn.http.body import ChunkedReader
 from gunicorn.http.unreader import IterUnreader
 
-from todo_api.chunked import ChunkedBody
+from todo_api.platform.chunked import ChunkedBody
 
 STALLED_SOCKETS = 30
 WATCH_SECONDS = 30

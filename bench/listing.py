@@ -42,11 +42,13 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from werkzeug.datastructures import MultiDict
 
-from todo_api import create_app, listing, tokens
+from todo_api import create_app
 from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
-from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres
-from todo_api.schemas import list_query
+from todo_api.platform import sealing as tokens
+from todo_api.platform.config import Settings
+from todo_api.platform.embedded import EmbeddedPostgres
+from todo_api.tasks import listing
+from todo_api.tasks.schemas import list_query
 
 SEED_SQL = (Path(__file__).resolve().parent / "listing_seed.sql").read_text()
 REMINDERS_SQL = (Path(__file__).resolve().parent / "reminders_seed.sql").read_text()
@@ -171,7 +173,7 @@ def median_ms(calls: dict[str, Callable[[], Any]], runs: int) -> tuple[dict[str,
 
 def explain(url: str, user_id: str, params: dict[str, str], cursor: str | None, codec: tokens.TokenCodec) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the statement the view runs for these parameters."""
-    from todo_api.db import load_queries
+    from todo_api.platform.db import load_queries
 
     options = list_query.load_args(MultiDict({**params, **({"cursor": cursor} if cursor else {})}))
     query = listing.ListQuery(options)
@@ -301,7 +303,7 @@ def measure_sync(
     app, beside_app, url: str, beside_url: str, large: str, small: str, args, plans: list
 ) -> tuple[list[tuple], tuple[float, float]]:
     """The sync rows, and the large user's idle sync beside the other users' tombstones and without them."""
-    from todo_api.db import load_queries
+    from todo_api.platform.db import load_queries
 
     codec = app.extensions["todo_api.tokens"]  # the copy has the same signing key
     positions = {user: sync_tokens(app, url, user) for user in (large, small)}

@@ -35,10 +35,11 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's todo_api, before any installed one
 
-from todo_api import create_app, tokens
+from todo_api import create_app
 from todo_api.cli import migrate, set_db_defaults
-from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres
+from todo_api.platform import sealing as tokens
+from todo_api.platform.config import Settings
+from todo_api.platform.embedded import EmbeddedPostgres
 
 SECRET = "bench-secret-that-is-long-enough-0123456789"
 USER = "bench-syncer"

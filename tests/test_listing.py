@@ -15,9 +15,9 @@ from conftest import Api, assert_error, make_settings
 from werkzeug.datastructures import MultiDict
 
 from todo_api import create_app
-from todo_api.listing import ListQuery
-from todo_api.schemas import list_query
-from todo_api.tokens import Purpose, TokenCodec
+from todo_api.platform.sealing import Purpose, TokenCodec
+from todo_api.tasks.listing import ListQuery
+from todo_api.tasks.schemas import list_query
 
 RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 SORTS = [

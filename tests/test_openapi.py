@@ -10,8 +10,8 @@ import pytest
 from conftest import assert_error
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from todo_api import openapi
-from todo_api.schemas import READ_ONLY_FIELDS, TaskInputSchema
+from todo_api.openapi import document as openapi
+from todo_api.tasks.schemas import READ_ONLY_FIELDS, TaskInputSchema
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # answered by Flask itself for every route
 
@@ -224,7 +224,7 @@ def test_recurrence_fields_and_next_occurrence_are_documented(document):
 
 
 def test_the_example_task_is_a_valid_recurring_task(app):
-    from todo_api.openapi import EXAMPLE_INPUT
-    from todo_api.schemas import READ_ONLY_FIELDS, task_input
+    from todo_api.openapi.document import EXAMPLE_INPUT
+    from todo_api.tasks.schemas import READ_ONLY_FIELDS, task_input
 
     task_input.load({k: v for k, v in EXAMPLE_INPUT.items() if k not in READ_ONLY_FIELDS})

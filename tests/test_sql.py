@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from todo_api.db import QueryError, load_queries
+from todo_api.platform.db import QueryError, load_queries
 
 QUERIES = {name: query.as_string() for name, query in load_queries().items()}
 USER_TABLES = ("tasks", "idempotency_keys", "sync_state", "task_tombstones")
@@ -58,7 +58,8 @@ def test_an_empty_block_fails_the_load(tmp_path):
 def test_a_missing_query_fails_the_start(database_url, monkeypatch):
     from conftest import make_settings
 
-    from todo_api import create_app, tasks
+    from todo_api import create_app
+    from todo_api.tasks import routes as tasks
 
     monkeypatch.setattr(tasks, "QUERY_NAMES", (*tasks.QUERY_NAMES, "no_such_query"))
     with pytest.raises(QueryError, match="no_such_query"):

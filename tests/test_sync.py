@@ -17,8 +17,8 @@ from conftest import Api, assert_error, connect, make_settings
 from test_reliability import auth, service_env
 
 from todo_api import create_app
-from todo_api.operations import FORGET_BATCH
-from todo_api.tokens import Purpose, TokenCodec
+from todo_api.platform.sealing import Purpose, TokenCodec
+from todo_api.tasks.operations import FORGET_BATCH
 
 
 def sync(api: Api, **params: Any):
@@ -536,7 +536,7 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
     from yoyo import get_backend, read_migrations
 
     from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
-    from todo_api.db import load_queries
+    from todo_api.platform.db import load_queries
 
     name = f"backfill_{random.randrange(10**9)}"
     with connect(database_url, autocommit=True) as admin:

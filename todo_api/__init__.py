@@ -14,11 +14,16 @@ from flask import Flask, Request, Response, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import auth, errors, health, mcp, openapi, sync, tasks
-from .config import Settings, load_settings
-from .db import Database, QueryError
-from .jwks import JwksCache
-from .logs import configure_logging, stamp_records_with_request_id
+from .auth import bearer as auth
+from .auth.jwks import JwksCache
+from .mcp import routes as mcp
+from .openapi import document as openapi
+from .platform import errors, health
+from .platform.config import Settings, load_settings
+from .platform.db import Database, QueryError
+from .platform.logs import configure_logging, stamp_records_with_request_id
+from .sync import routes as sync
+from .tasks import routes as tasks
 
 MAX_BODY_BYTES = 64 * 1024
 CORS_ALLOWED_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-ID"]
@@ -58,7 +63,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     if configure_logs:
         configure_logging(settings.log_level, settings.log_format)
     if settings.database_url is None:
-        from .config import ConfigError
+        from .platform.config import ConfigError
 
         raise ConfigError("DATABASE_URL", "is required (todo-api serve starts an embedded database when it is unset)")
 

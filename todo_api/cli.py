@@ -21,9 +21,9 @@ import jwt
 import psycopg
 from psycopg import sql
 
-from .config import ConfigError, load_settings, statement_timeout_ms
-from .db import defaults_hold
-from .embedded import EmbeddedPostgres
+from .platform.config import ConfigError, load_settings, statement_timeout_ms
+from .platform.db import defaults_hold
+from .platform.embedded import EmbeddedPostgres
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _WHEEL_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"  # installed from a wheel (setup.cfg)
@@ -155,7 +155,7 @@ _TAGS = ["home", "work", "errands", "health", "finance", "family", "urgent", "so
 
 def seed(users: int, tasks_per_user: int) -> list[str]:
     """Insert realistic tasks for user-1 … user-N through the insert_task statement."""
-    from .db import Database
+    from .platform.db import Database
 
     database = Database(_database_url(), min_size=1, max_size=1, timeout=30, statement_timeout_ms=60_000)
     rng = random.Random(42)

@@ -20,9 +20,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, current_app, render_template, send_from_directory
 from marshmallow import fields, validate
 
-from .errors import not_found, refusal
-from .recurrence import MAX_RULE_LENGTH, zone_names
-from .schemas import (
+from ..platform.errors import not_found, refusal
+from ..tasks.recurrence import MAX_RULE_LENGTH, zone_names
+from ..tasks.schemas import (
     MAX_TAGS,
     PRIORITIES,
     READ_ONLY_FIELDS,

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..platform.db import Row, Runner
+from ..platform.errors import ApiError, not_found, validation_error
 from . import recurrence
-from .db import Row, Runner
-from .errors import ApiError, not_found, validation_error
 from .schemas import recurrence_errors
 
 log = logging.getLogger("todo_api.tasks")

@@ -26,8 +26,8 @@ from typing import Any
 from marshmallow import ValidationError
 from psycopg import sql
 
+from ..platform.sealing import Purpose, TokenCodec
 from .schemas import PRIORITIES, format_timestamp
-from .tokens import Purpose, TokenCodec
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
-from . import idempotency, operations
-from .auth import require_user
-from .db import Row
-from .envelope import encode_envelope
-from .errors import ApiError, invalid
+from ..auth.bearer import require_user
+from ..platform import idempotency
+from ..platform.db import Row
+from ..platform.envelope import encode_envelope
+from ..platform.errors import ApiError, invalid
+from . import operations
 from .schemas import dump_task, list_query, load_complete, load_task_input, load_task_patch
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user_id>/tasks")

@@ -15,12 +15,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
-from . import tokens
-from .auth import require_user
-from .errors import ApiError, invalid
-from .operations import database, forget_deletions
-from .schemas import dump_task, format_timestamp, sync_query
-from .tasks import json_response
+from ..auth.bearer import require_user
+from ..platform import sealing
+from ..platform.errors import ApiError, invalid
+from ..tasks.operations import database, forget_deletions
+from ..tasks.routes import json_response
+from ..tasks.schemas import dump_task, format_timestamp, sync_query
 
 bp = Blueprint("sync", __name__, url_prefix="/api/<user_id>/sync")
 
@@ -36,19 +36,19 @@ def _opened(user_id: str, token: str) -> tuple[int, int]:
     """The position and horizon a token holds; ValidationError naming `token` unless this service
     sealed it for this user."""
     try:
-        payload = tokens.app_codec().open(tokens.Purpose.SYNC, token, user_id=user_id)
+        payload = sealing.app_codec().open(sealing.Purpose.SYNC, token, user_id=user_id)
         if len(payload) == _POSITION.size:
             (position,) = _POSITION.unpack(payload)
             return position, position
         position, horizon = _POSITION_AND_HORIZON.unpack(payload)
-    except (tokens.InvalidToken, struct.error):
+    except (sealing.InvalidToken, struct.error):
         raise ValidationError({"token": ["Not a sync token of this user (changed or made up)."]}) from None
     return position, horizon
 
 
 def _token(user_id: str, position: int, horizon: int) -> str:
     payload = _POSITION.pack(position) if horizon == position else _POSITION_AND_HORIZON.pack(position, horizon)
-    return tokens.app_codec().seal(tokens.Purpose.SYNC, payload, user_id=user_id)
+    return sealing.app_codec().seal(sealing.Purpose.SYNC, payload, user_id=user_id)
 
 
 def _deleted(row: dict[str, Any]) -> dict[str, Any]:

@@ -20,12 +20,12 @@ from flask import Blueprint, Response, current_app, g, json, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import MethodNotAllowed
 
-from . import operations
-from .auth import authenticate, is_cors_preflight
-from .envelope import encode
-from .errors import ApiError, invalid, not_found, validation_error
-from .schemas import complete_input, dump_task, list_query, task_input, task_patch
-from .tasks import MAX_TASK_ID  # the id column is a bigint: a larger id names no task
+from ..auth.bearer import authenticate, is_cors_preflight
+from ..platform.envelope import encode
+from ..platform.errors import ApiError, invalid, not_found, validation_error
+from ..tasks import operations
+from ..tasks.routes import MAX_TASK_ID  # the id column is a bigint: a larger id names no task
+from ..tasks.schemas import complete_input, dump_task, list_query, task_input, task_patch
 
 bp = Blueprint("mcp", __name__)
 

@@ -13,9 +13,10 @@ import psycopg
 from flask import current_app, url_for
 from marshmallow import ValidationError
 
-from . import idempotency, listing, occurrences, tokens
-from .db import Database, Row
-from .errors import ApiError, invalid, not_found
+from ..platform import idempotency, sealing
+from ..platform.db import Database, Row
+from ..platform.errors import ApiError, invalid, not_found
+from . import listing, writes
 from .schemas import dump_task
 
 log = logging.getLogger("todo_api.tasks")
@@ -71,7 +72,7 @@ def list_tasks(user_id: str, options: dict[str, Any]) -> Page:
     """One page of the user's tasks for loaded ListQuerySchema `options`; 400 naming `cursor` for
     a cursor this listing did not issue."""
     query = listing.ListQuery(options)
-    codec = listing.CursorCodec(tokens.app_codec(), user_id)
+    codec = listing.CursorCodec(sealing.app_codec(), user_id)
     try:
         after = codec.decode(query, options["cursor"]) if options["cursor"] else None
     except ValidationError as error:
@@ -134,11 +135,11 @@ def update_task(
 ) -> Written:
     """Set the loaded `fields` (all writable ones for a replace, `partial=False`; some for a patch),
     if the version is one of `expected_versions` (None: any). Completing a recurring task creates
-    its next occurrence (occurrences.py). 400 (a patch that leaves a rule §5 refuses), 404, 412."""
+    its next occurrence (writes.py). 400 (a patch that leaves a rule §5 refuses), 404, 412."""
     # One statement when the task as written has no recurrence (most tasks); otherwise, if the
     # write may complete it or reshape its rule, the locked path that sees the stored task.
-    locked = occurrences.needs_stored_task(fields, partial=partial)
-    params = {field: fields.get(field) for field in occurrences.WRITABLE_FIELDS}
+    locked = writes.needs_stored_task(fields, partial=partial)
+    params = {field: fields.get(field) for field in writes.WRITABLE_FIELDS}
     params.update(
         user_id=user_id,
         task_id=task_id,
@@ -164,10 +165,10 @@ def _write_locked(
     partial: bool,
     event: str | None,
 ) -> Written:
-    """A write that must see the stored task, in one transaction (occurrences.write); logs it as
+    """A write that must see the stored task, in one transaction (writes.write); logs it as
     `event` (None: completed or reopened, as it turned out) and the occurrence it created."""
     with database().transaction() as run:
-        task, following = occurrences.write(run, user_id, task_id, fields, expected_versions, partial=partial)
+        task, following = writes.write(run, user_id, task_id, fields, expected_versions, partial=partial)
     _log_write(event or ("task.completed" if task["completed"] else "task.reopened"), user_id, task_id)
     if following is not None:
         _log_write("task.created", user_id, following["id"])

@@ -53,7 +53,7 @@ from gunicorn.glogging import Logger
 from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS, Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from . import MAX_BODY_BYTES, request_log
+from .. import MAX_BODY_BYTES, request_log
 from .chunked import ChunkedBody
 from .config import load_settings
 from .envelope import encode_envelope

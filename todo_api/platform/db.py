@@ -36,7 +36,7 @@ from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("todo_api.db")
 
-_WHEEL_SQL_DIR = Path(__file__).resolve().parent / "sql"  # installed from a wheel (setup.cfg package_dir)
+_WHEEL_SQL_DIR = Path(__file__).resolve().parent.parent / "sql"  # installed from a wheel (setup.cfg package_dir)
 SQL_DIR = _WHEEL_SQL_DIR if _WHEEL_SQL_DIR.is_dir() else _WHEEL_SQL_DIR.parent.parent / "sql"  # or a checkout
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
