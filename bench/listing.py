@@ -47,6 +47,7 @@ from todo_api.cli import MIGRATIONS_DIR, _yoyo_url
 from todo_api.platform import sealing as tokens
 from todo_api.platform.config import Settings
 from todo_api.platform.embedded import EmbeddedPostgres
+from todo_api.sync.routes import TOKEN as SYNC_TOKEN
 from todo_api.tasks import listing
 from todo_api.tasks.schemas import list_query
 
@@ -343,7 +344,7 @@ def measure_sync(
 def sync_call(app, codec: tokens.TokenCodec, user: str, position: int) -> Callable[[], Any]:
     """GET /api/{user}/sync with a token at `position`."""
     client = Client(app, user, "sync")
-    token = codec.seal(tokens.Purpose.SYNC, position.to_bytes(8, "big"), user_id=user)
+    token = codec.seal(SYNC_TOKEN, position.to_bytes(8, "big"), user_id=user)
     return lambda: client.get({"token": token})
 
 

@@ -37,7 +37,7 @@ WHERE user_id = %(user_id)s AND id = %(task_id)s;
 -- Set the fields named in %(fields)s (PUT names them all, PATCH those given), if the version
 -- is one of %(expected_versions)s (NULL: any). completed_at follows a real flip of completed;
 -- next_id is set once, by the write that completes a recurring task (%(next_id)s, else NULL).
--- %(unless_recurring)s: only if the task as written has no recurrence (else occurrences.py writes it).
+-- %(unless_recurring)s: only if the task as written has no recurrence (else tasks/writes.py writes it).
 -- completed_at is kept, or stamped now() by the write that completes the task, or else NULL: GREATEST
 -- takes whichever of its two CASEs is not NULL, so now() stays outside them (Citus refuses now()
 -- inside a CASE or COALESCE of an UPDATE; it puts the transaction's time in as a constant elsewhere).
@@ -67,7 +67,7 @@ RETURNING id, user_id, title, description, completed, completed_at, priority, ta
 
 -- name: set_task_completed
 -- Set completed to %(completed)s, or toggle it when that is NULL, if the version still matches,
--- unless that completes a recurring task (occurrences.py does that, with its next occurrence).
+-- unless that completes a recurring task (tasks/writes.py does that, with its next occurrence).
 -- completed_at as in update_task.
 UPDATE tasks
 SET completed    = COALESCE(%(completed)s, NOT completed),
@@ -86,7 +86,7 @@ RETURNING id, user_id, title, description, completed, completed_at, priority, ta
 -- name: delete_task
 -- Delete one task if the version still matches, and return it as it was, with whether the user has
 -- a tombstone more than a day past %(retention_days)s (then the caller runs forget_deletions,
--- sql/sync.sql): a user who deletes daily pays for forgetting once a day, not at every deletion.
+-- below): a user who deletes daily pays for forgetting once a day, not at every deletion.
 WITH deleted AS (
     DELETE FROM tasks
     WHERE user_id = %(user_id)s AND id = %(task_id)s
@@ -116,8 +116,33 @@ SELECT count(*) AS total
 FROM tasks
 WHERE user_id = %(user_id)s {filters};
 
--- name: get_cursor_key
--- The key that signs listing cursors; kept in the database so every host shares it.
-SELECT secret
-FROM signing_keys
-WHERE name = 'cursor';
+-- name: forget_deletions
+-- Tombstones are what deleting a task leaves for sync (sql/sync.sql); this is their retention.
+-- Forget up to %(batch)s of the user's tombstones older than %(retention_days)s, oldest first, and
+-- raise forgotten_seq to the highest number forgotten (a token below it is then 410). The counter
+-- row is locked first, and only when a tombstone is due (lock order: docs/sync.md).
+WITH due AS (
+    SELECT user_id
+    FROM sync_state
+    WHERE user_id = %(user_id)s
+      AND (SELECT min(deleted_at) FROM task_tombstones WHERE user_id = %(user_id)s)
+          < now() - make_interval(days => %(retention_days)s)
+    FOR UPDATE
+), batch AS (
+    SELECT sync_seq
+    FROM task_tombstones
+    WHERE user_id = %(user_id)s AND deleted_at < now() - make_interval(days => %(retention_days)s)
+      AND EXISTS (SELECT FROM due)
+    ORDER BY deleted_at
+    LIMIT %(batch)s
+), forgotten AS (
+    DELETE FROM task_tombstones
+    WHERE user_id = %(user_id)s AND sync_seq = ANY(ARRAY(SELECT sync_seq FROM batch))
+    RETURNING sync_seq
+), raised AS (
+    UPDATE sync_state
+    SET forgotten_seq = (SELECT max(sync_seq) FROM forgotten)
+    WHERE user_id = %(user_id)s AND forgotten_seq < (SELECT max(sync_seq) FROM forgotten)
+    RETURNING forgotten_seq
+)
+SELECT (SELECT count(*) FROM forgotten) AS forgotten, (SELECT forgotten_seq FROM raised) AS forgotten_seq;

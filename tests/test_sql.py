@@ -58,8 +58,7 @@ def test_an_empty_block_fails_the_load(tmp_path):
 def test_a_missing_query_fails_the_start(database_url, monkeypatch):
     from conftest import make_settings
 
-    from todo_api import create_app
-    from todo_api.tasks import routes as tasks
+    from todo_api import create_app, tasks
 
     monkeypatch.setattr(tasks, "QUERY_NAMES", (*tasks.QUERY_NAMES, "no_such_query"))
     with pytest.raises(QueryError, match="no_such_query"):

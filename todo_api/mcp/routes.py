@@ -1,38 +1,33 @@
-"""POST /mcp: the task operations as tools for AI agents, over the Model Context Protocol (API.md §7).
+"""POST /mcp: the features' operations as tools for AI agents, over the Model Context Protocol (API.md §7).
 
 The Streamable HTTP transport in its stateless, JSON-response form: one JSON-RPC 2.0 message per
-POST, one application/json answer, 202 for a notification, no event stream and no session. Each
-tool translates its arguments into the input of a function of operations.py (the one the REST view
-calls) and its ApiError into a tool result with `isError`; the tools' JSON Schemas are taken from
-the OpenAPI document, which is generated from the marshmallow schemas that validate both surfaces.
+POST, one application/json answer, 202 for a notification, no event stream and no session. The
+tools are the features' (tools.py collects them); a call runs one, and its ApiError becomes a tool
+result with `isError`.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, json, request
-from marshmallow import Schema, ValidationError
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from ..auth.bearer import authenticate, is_cors_preflight
 from ..platform.envelope import encode
-from ..platform.errors import ApiError, invalid, not_found, validation_error
-from ..tasks import operations
-from ..tasks.routes import MAX_TASK_ID  # the id column is a bigint: a larger id names no task
-from ..tasks.schemas import complete_input, dump_task, list_query, task_input, task_patch
+from ..platform.errors import ApiError
+from ..platform.http import InvalidJson, request_json
+from ..platform.logs import add_to_request_line
+from .tools import TOOLS
 
 bp = Blueprint("mcp", __name__)
 
 PATH = "/mcp"
 PROTOCOL_VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")  # oldest to newest
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
-MAX_VERSION = 2**31 - 1  # the version column is an integer: a larger if_match matches no version
 # A method name is logged only if it looks like one (never a client's free text); tool names only if known.
 _LOGGABLE_METHOD = re.compile(r"^[A-Za-z0-9_./-]{1,64}$")
 
@@ -45,28 +40,6 @@ INSTRUCTIONS = (
 )
 
 
-@dataclass(frozen=True)
-class Tool:
-    """One tool: what tools/list shows, and how a call runs (user id, arguments → structured result)."""
-
-    name: str
-    title: str
-    description: str
-    annotations: dict[str, bool]
-    run: Callable[[str, dict[str, Any]], dict[str, Any]]
-
-    def listing(self, schemas: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
-        input_schema, output_schema = schemas[self.name]
-        return {
-            "name": self.name,
-            "title": self.title,
-            "description": self.description,
-            "inputSchema": input_schema,
-            "outputSchema": output_schema,
-            "annotations": {"title": self.title, **self.annotations, "openWorldHint": False},
-        }
-
-
 # --- the HTTP layer ---------------------------------------------------------------------------
 
 
@@ -76,10 +49,11 @@ def guard_mcp_requests() -> Response | None:
     then the bearer token (401, as under /api/), and only then the method (405, Allow: POST).
 
     A CORS preflight from an allowed Origin needs no token (browsers never send one): it gets the
-    plain OPTIONS answer, which flask-cors fills in (todo_api/__init__.py).
+    plain OPTIONS answer, which flask-cors fills in (create_app).
     """
     if request.path != PATH:
         return None
+    add_to_request_line(tool=None)  # the tool called, or the JSON-RPC method, once the body is read
     origin = request.headers.get("Origin")
     if origin is not None and not _origin_allowed(origin):
         raise ApiError(403, "Requests from this Origin may not call /mcp.")
@@ -101,17 +75,14 @@ def _origin_allowed(origin: str) -> bool:
 def endpoint() -> Response:
     """One JSON-RPC message: 200 with its answer, 202 for a notification, 400 for a body that is not
     one JSON-RPC request; 401, 403, 413, 415 and 503 in the envelope."""
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
-    if request.mimetype != "application/json":
-        raise ApiError(415)
     try:
-        message = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        message = request_json()
+    except InvalidJson:
         return _error(None, PARSE_ERROR, "Parse error: the body is not valid JSON.", 400)
     if not _is_request(message):
         return _error(None, INVALID_REQUEST, "Invalid request: send one JSON-RPC 2.0 request or notification.", 400)
     method, params = message["method"], message.get("params", {})
-    g.mcp_tool = _loggable(method, params)
+    add_to_request_line(tool=_loggable(method, params))
     if "id" not in message:  # a notification: nothing to answer
         response = current_app.response_class(status=202)
         del response.headers["Content-Type"]
@@ -121,10 +92,6 @@ def endpoint() -> Response:
     if handler is None:
         return _error(request_id, METHOD_NOT_FOUND, f"Method not found: {method}.")
     return handler(request_id, params)
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _is_request(message: Any) -> bool:
@@ -217,234 +184,3 @@ _METHODS: dict[str, Callable[[str | int, dict[str, Any]], Response]] = {
     "tools/list": _list_tools,
     "tools/call": _call_tool,
 }
-
-
-# --- the tools: arguments in, an operation, the result out ------------------------------------
-
-
-def _arguments(
-    arguments: dict[str, Any],
-    schema: Schema | None = None,
-    *,
-    partial: bool = False,
-    own: tuple[str, ...] = (),
-    refused: tuple[str, ...] = (),
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a call's arguments into the tool's own (`task_id`, `if_match`), checked here, and the
-    rest, loaded by the REST API's schema. Every problem at once, as one validation_error."""
-    errors: dict[str, list[str]] = {}
-    mine: dict[str, Any] = {}
-    for name in own:
-        if name not in arguments:
-            if name == "task_id":
-                errors[name] = ["Missing data for required field."]
-            continue
-        value = arguments[name]
-        if type(value) is not int or value < 1:
-            errors[name] = ["Must be a positive integer."]
-        mine[name] = value
-    rest = {name: value for name, value in arguments.items() if name not in own}
-    for name in [name for name in rest if schema is None or name in refused]:
-        errors[name] = ["Unknown field."]
-        del rest[name]
-    loaded: dict[str, Any] = {}
-    if schema is not None:
-        try:
-            loaded = schema.load(rest, partial=partial)
-        except ValidationError as error:
-            errors.update(invalid(error).details)
-    if errors:
-        raise validation_error(errors)
-    if mine.get("task_id", 1) > MAX_TASK_ID:
-        raise not_found()
-    return mine, loaded
-
-
-def _expected_versions(mine: dict[str, Any]) -> list[int] | None:
-    if "if_match" not in mine:
-        return None
-    return [mine["if_match"]] if mine["if_match"] <= MAX_VERSION else []
-
-
-def list_tasks(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    _, options = _arguments(arguments, list_query, refused=LIST_REFUSED)
-    page = operations.list_tasks(user_id, options)
-    return {"tasks": [dump_task(task) for task in page.tasks], "next_cursor": page.next_cursor}
-
-
-def get_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    mine, _ = _arguments(arguments, own=("task_id",))
-    return dump_task(operations.get_task(user_id, mine["task_id"]))
-
-
-def add_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    _, fields = _arguments(arguments, task_input)
-    return operations.create_task(user_id, fields).data
-
-
-def update_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    mine, fields = _arguments(arguments, task_patch, own=("task_id", "if_match"))
-    return dump_task(operations.update_task(user_id, mine["task_id"], fields, _expected_versions(mine)).task)
-
-
-def complete_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    mine, loaded = _arguments(arguments, complete_input, partial=True, own=("task_id", "if_match"))
-    written = operations.complete_task(user_id, mine["task_id"], loaded.get("completed"), _expected_versions(mine))
-    result = dump_task(written.task)
-    if written.next_occurrence is not None:
-        result["next_occurrence"] = dump_task(written.next_occurrence)
-    return result
-
-
-def delete_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    mine, _ = _arguments(arguments, own=("task_id", "if_match"))
-    return dump_task(operations.delete_task(user_id, mine["task_id"], _expected_versions(mine)))
-
-
-_READ = {"readOnlyHint": True, "idempotentHint": True}
-TOOLS: dict[str, Tool] = {
-    tool.name: tool
-    for tool in (
-        Tool(
-            "list_tasks",
-            "List tasks",
-            "List the user's tasks, newest first unless `sort` says otherwise, filtered by status, priority, "
-            "tags, a search text, or due and reminder dates. Returns one page: `tasks` and `next_cursor`; "
-            "to read the next page call again with `cursor` set to `next_cursor` and the same filters and "
-            "sort (`next_cursor` is null on the last page).",
-            _READ,
-            list_tasks,
-        ),
-        Tool(
-            "get_task",
-            "Read a task",
-            "Read one of the user's tasks by its id. A task that does not exist (or is not the user's) is a "
-            "not_found error.",
-            _READ,
-            get_task,
-        ),
-        Tool(
-            "add_task",
-            "Add a task",
-            "Create a task for the user. Only `title` is required; omitted fields take their defaults. "
-            "Returns the new task, with its `id` and `version`. Calling it twice creates two tasks.",
-            {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False},
-            add_task,
-        ),
-        Tool(
-            "update_task",
-            "Change a task",
-            "Change some fields of a task: give `task_id` and at least one field; the others keep their "
-            "values (`description`, `due_at` and the other nullable fields take null to clear them). Pass the "
-            "`version` you last read as `if_match` to change it only if nobody changed it since "
-            "(precondition_failed otherwise). Returns the task as changed.",
-            {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": True},
-            update_task,
-        ),
-        Tool(
-            "complete_task",
-            "Complete or reopen a task",
-            "Mark a task completed (`completed: true`) or not completed (`completed: false`); without "
-            "`completed` it toggles, so prefer giving it. `if_match` as for update_task. Returns the task; "
-            "when completing a recurring task created its next occurrence, that new task is under "
-            "`next_occurrence`.",
-            {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False},
-            complete_task,
-        ),
-        Tool(
-            "delete_task",
-            "Delete a task",
-            "Delete a task for good (there is no undo). `if_match` as for update_task. Returns the task as it "
-            "was before the deletion.",
-            {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": True},
-            delete_task,
-        ),
-    )
-}
-
-
-# --- the tools' JSON Schemas, from the OpenAPI document ---------------------------------------
-
-# Listing parameters that are no tool argument: list_tasks' result has no total.
-LIST_REFUSED = ("total",)
-# Where an argument's meaning differs from the query parameter's wording (arrays, not repeats).
-LIST_ARGUMENT_WORDING = {
-    "priority": "One or more priorities: tasks with any of them.",
-    "tag": "Tasks carrying every tag given (case-insensitive).",
-    "cursor": "Opaque: `next_cursor` of the previous page, with the same sort and filters.",
-}
-TASK_ID = {
-    "type": "integer",
-    "minimum": 1,
-    "description": "The task's `id`. An id the user has no task with is a not_found error.",
-}
-IF_MATCH = {
-    "type": "integer",
-    "minimum": 1,
-    "description": "The task's `version` as you last read it: the change is made only if the task is still at "
-    "that version, else a precondition_failed error and nothing changes. Omit it to change it whatever "
-    "its version.",
-}
-
-
-def tool_listing(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """tools/list's `tools`: each tool's schemas built from the document's components, themselves
-    generated from schemas.py, so a field added there shows up here with no second edit."""
-    components = copy.deepcopy(document["components"])
-    schemas = components["schemas"]
-    task = schemas["Task"]
-    list_arguments = {}
-    for key, parameter in components["parameters"].items():
-        name = parameter["name"]
-        if key.startswith("list.") and name not in LIST_REFUSED:
-            description = LIST_ARGUMENT_WORDING.get(name, parameter["description"])
-            list_arguments[name] = {**parameter["schema"], "description": description}
-    # The REST bodies' own descriptions speak of HTTP (a 400); each tool has its description.
-    add = {key: value for key, value in schemas["TaskInput"].items() if key != "description"}
-    patch = schemas["TaskPatch"]
-    update = _object({"task_id": TASK_ID, **patch["properties"], "if_match": IF_MATCH}, required=["task_id"])
-    completed = {
-        **schemas["CompleteInput"]["properties"]["completed"],
-        "description": "true: completed, false: not completed; omitted: toggle.",
-    }
-    with_occurrence = {
-        **task,
-        "properties": {
-            **task["properties"],
-            "next_occurrence": {
-                **task,
-                "description": "The next occurrence of a recurring task, when this completion created one.",
-            },
-        },
-    }
-    schema_pairs = {
-        "list_tasks": (
-            _object(list_arguments),
-            _object(
-                {
-                    "tasks": {"type": "array", "items": task},
-                    "next_cursor": {
-                        "type": ["string", "null"],
-                        "description": "Pass as `cursor` for the next page; null on the last page.",
-                    },
-                },
-                required=["tasks", "next_cursor"],
-            ),
-        ),
-        "get_task": (_object({"task_id": TASK_ID}, required=["task_id"]), task),
-        "add_task": (add, task),
-        "update_task": (update, task),
-        "complete_task": (
-            _object({"task_id": TASK_ID, "completed": completed, "if_match": IF_MATCH}, ["task_id"]),
-            with_occurrence,
-        ),
-        "delete_task": (_object({"task_id": TASK_ID, "if_match": IF_MATCH}, required=["task_id"]), task),
-    }
-    return [tool.listing(schema_pairs) for tool in TOOLS.values()]
-
-
-def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        schema["required"] = required
-    return schema

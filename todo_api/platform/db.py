@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from flask import current_app
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
@@ -338,3 +339,8 @@ class Runner:
     def execute(self, query: sql.Composable | str, params: Params) -> int:
         self._cursor.execute(self._statement(query), params)
         return self._cursor.rowcount
+
+
+def current_database() -> Database:
+    """The app's Database (create_app keeps it in app.extensions)."""
+    return current_app.extensions["todo_api.db"]

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g
+from typing import Any
 
-from .envelope import encode_envelope
+from apispec import APISpec
+from flask import Blueprint, Response, current_app
+
+from .apidoc import envelope, errors, json_content
 from .errors import ApiError
+from .http import json_response
 
 bp = Blueprint("health", __name__)
-
-
-def _ok(data: dict[str, str]) -> Response:
-    return current_app.response_class(encode_envelope(data, g.request_id), mimetype="application/json")
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
     """The process is alive (no database access). 200."""
-    return _ok({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @bp.get("/readyz")
@@ -32,7 +32,7 @@ def readyz() -> Response:
         raise ApiError(503, "The database is not reachable.", details=checks)
     if checks["jwks"] == "unreachable":
         raise ApiError(503, "No signing keys could be fetched from the JWKS endpoint.", details=checks)
-    return _ok({"status": "ok", **checks})
+    return json_response({"status": "ok", **checks})
 
 
 def _database_status() -> str:
@@ -46,3 +46,70 @@ def _database_status() -> str:
 def _jwks_status() -> str:
     jwks = current_app.extensions["todo_api.jwks"]
     return "disabled" if jwks is None else jwks.status()
+
+
+def add_to_spec(spec: APISpec, converter: Any) -> None:
+    """The probes in the OpenAPI document."""
+    spec.tag({"name": "probes", "description": "Liveness and readiness (no auth)."})
+    spec.components.schema(
+        "HealthEnvelope",
+        envelope(
+            {
+                "type": "object",
+                "properties": {"status": {"const": "ok"}},
+                "required": ["status"],
+                "additionalProperties": False,
+            }
+        ),
+    )
+    spec.components.schema(
+        "ReadyEnvelope",
+        envelope(
+            {
+                "type": "object",
+                "properties": {
+                    "status": {"const": "ok"},
+                    "database": {"const": "ok"},
+                    "jwks": {
+                        "enum": ["ok", "stale", "disabled"],
+                        "description": "`stale`: cached keys still verify while the JWKS endpoint fails; "
+                        "`disabled`: no JWKS configured. With no key ever fetched the answer is a 503.",
+                    },
+                },
+                "required": ["status", "database", "jwks"],
+                "additionalProperties": False,
+            }
+        ),
+    )
+    public: dict[str, Any] = {"security": [], "parameters": ["X-Request-ID"]}
+    request_id = {"X-Request-ID": "X-Request-ID"}
+    spec.path(
+        "/healthz",
+        operations={
+            "get": {
+                **public,
+                "operationId": "healthz",
+                "summary": "Liveness: the process answers (no database access)",
+                "tags": ["probes"],
+                "responses": {
+                    "200": {"description": "Alive.", "headers": request_id, "content": json_content("HealthEnvelope")},
+                    **errors(500),
+                },
+            }
+        },
+    )
+    spec.path(
+        "/readyz",
+        operations={
+            "get": {
+                **public,
+                "operationId": "readyz",
+                "summary": "Readiness: the database answers and, with JWKS, signing keys are at hand",
+                "tags": ["probes"],
+                "responses": {
+                    "200": {"description": "Ready.", "headers": request_id, "content": json_content("ReadyEnvelope")},
+                    **errors(500, 503),
+                },
+            }
+        },
+    )
