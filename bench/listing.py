@@ -349,7 +349,7 @@ def sync_call(app, codec: tokens.TokenCodec, user: str, position: int) -> Callab
 
 
 def sync_values(user: str, position: int) -> dict[str, Any]:
-    """sync_changes' parameters for a token at `position` (as sync.py passes them)."""
+    """sync_changes' parameters for a token at `position` (as sync/routes.py passes them)."""
     return {
         "user_id": user,
         "after": position,

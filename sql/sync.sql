@@ -14,14 +14,13 @@ WITH state AS (
     FROM sync_state
     WHERE user_id = %(user_id)s
 ), changes AS (
-    (SELECT sync_seq, id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-            recurrence, timezone, remind_at, next_id, created_at, updated_at, version,
-            NULL::timestamptz AS deleted_at
+    (SELECT sync_seq, {task_columns}, NULL::timestamptz AS deleted_at
      FROM tasks
      WHERE user_id = %(user_id)s AND sync_seq > %(after)s
      ORDER BY sync_seq
      LIMIT %(page_size)s)
     UNION ALL
+    -- id and user_id, then a NULL for each other column of {task_columns} (sql/tasks.sql)
     (SELECT sync_seq, task_id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
             NULL, NULL, NULL, NULL, NULL, NULL, NULL, deleted_at
      FROM task_tombstones

@@ -1,6 +1,12 @@
 -- Every statement on tasks. Each filters by user_id: ownership is enforced here, not only by routes.
 -- Timestamps are compared and stored as timestamptz; the API layer renders them in UTC.
 
+-- fragment: task_columns
+-- A task's columns as the API returns it, in TaskSchema's order (tasks/schemas.py): every statement
+-- that returns tasks says {task_columns}, so a new column is added here once.
+id, user_id, title, description, completed, completed_at, priority, tags, due_at,
+recurrence, timezone, remind_at, next_id, created_at, updated_at, version
+
 -- name: insert_task
 -- Create a task for its owner and return it.
 INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, tags, due_at,
@@ -8,21 +14,18 @@ INSERT INTO tasks (user_id, title, description, completed, completed_at, priorit
 VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
         CASE WHEN %(completed)s THEN now() END,
         %(priority)s, %(tags)s, %(due_at)s, %(recurrence)s, %(timezone)s, %(remind_at)s)
-RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
+RETURNING {task_columns};
 
 -- name: get_task
 -- One task of its owner.
-SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-       recurrence, timezone, remind_at, next_id, created_at, updated_at, version
+SELECT {task_columns}
 FROM tasks
 WHERE user_id = %(user_id)s AND id = %(task_id)s;
 
 -- name: lock_task
 -- One task of its owner, locked until the transaction ends: a write that must see the stored task
 -- (a PATCH of the rule's fields, a completion that may create the next occurrence) reads it here.
-SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-       recurrence, timezone, remind_at, next_id, created_at, updated_at, version
+SELECT {task_columns}
 FROM tasks
 WHERE user_id = %(user_id)s AND id = %(task_id)s
 FOR UPDATE;
@@ -62,8 +65,7 @@ WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
   AND (NOT %(unless_recurring)s
        OR (CASE WHEN 'recurrence' = ANY(%(fields)s) THEN %(recurrence)s ELSE recurrence END) IS NULL)
-RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
+RETURNING {task_columns};
 
 -- name: set_task_completed
 -- Set completed to %(completed)s, or toggle it when that is NULL, if the version still matches,
@@ -80,8 +82,7 @@ SET completed    = COALESCE(%(completed)s, NOT completed),
 WHERE user_id = %(user_id)s AND id = %(task_id)s
   AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
   AND (recurrence IS NULL OR NOT COALESCE(%(completed)s, NOT completed))
-RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-          recurrence, timezone, remind_at, next_id, created_at, updated_at, version;
+RETURNING {task_columns};
 
 -- name: delete_task
 -- Delete one task if the version still matches, and return it as it was, with whether the user has
@@ -91,11 +92,9 @@ WITH deleted AS (
     DELETE FROM tasks
     WHERE user_id = %(user_id)s AND id = %(task_id)s
       AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
-    RETURNING id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-              recurrence, timezone, remind_at, next_id, created_at, updated_at, version
+    RETURNING {task_columns}
 )
-SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-       recurrence, timezone, remind_at, next_id, created_at, updated_at, version,
+SELECT {task_columns},
        (SELECT min(deleted_at) FROM task_tombstones WHERE user_id = %(user_id)s)
            < now() - make_interval(days => %(retention_days)s + 1) AS deletions_due
 FROM deleted;
@@ -103,8 +102,7 @@ FROM deleted;
 -- name: list_tasks
 -- One page of the owner's tasks, plus one row to tell whether another page exists.
 -- listing.py fills {filters}, {after}, {sort_key} and {direction} from fixed fragments only.
-SELECT id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-       recurrence, timezone, remind_at, next_id, created_at, updated_at, version
+SELECT {task_columns}
 FROM tasks
 WHERE user_id = %(user_id)s {filters} {after}
 ORDER BY {sort_key} {direction}, id {direction}

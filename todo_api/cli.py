@@ -80,7 +80,7 @@ def rollback(count: int) -> int:
 def set_db_defaults() -> tuple[str, bool]:
     """Make DB_STATEMENT_TIMEOUT_MS and TimeZone UTC the defaults of this role in this database, so
     that every new server connection starts with them (behind PgBouncer too) and the service need not
-    set them in each transaction (db.py). Returns the database's name, and whether a new connection
+    set them in each transaction (platform/db.py). Returns the database's name, and whether a new connection
     starts with them now (not yet behind a pooler whose server connections are older than this)."""
     timeout_ms = statement_timeout_ms()  # needs no auth settings: it runs before the service is configured
     with psycopg.connect(_database_url(), autocommit=True) as conn:

@@ -1,10 +1,13 @@
 """GET /api/{user_id}/sync (API.md §6): what changed since a token, in pages.
 
 A token is a position in the user's change numbers, with a horizon for the deletions (sealed, see
-platform/sealing.py). Every write to a task takes the user's next number in a trigger (migrations/0007) whose
-row lock orders the numbers as the transactions commit, so one snapshot that sees number n sees
-every number below it: "every change after p" never skips a write that commits late. docs/sync.md
-has the argument in full, and why a first walk's horizon is the counter it began at.
+platform/sealing.py). Every write to a task takes the user's next number in a trigger
+(migrations/0007) whose row lock orders the numbers as the transactions commit, so one snapshot that
+sees number n sees every number below it: "every change after p" never skips a write that commits
+late. docs/sync.md has the argument in full, and why a first walk's horizon is the counter it began at.
+
+Sync reads over the features: its answers carry tasks in their API shape (tasks.schemas.dump_task)
+and it runs the tasks feature's forgetting of old deletions; no feature imports sync.
 """
 
 from __future__ import annotations

@@ -175,8 +175,8 @@ def _load_plain(body: dict[str, Any], *, partial: bool) -> dict[str, Any] | None
     needs no other (no recurrence rule: its checks span fields); None to let the schema load it.
 
     Most writes send a few plain fields (a title, a priority, tags, a due date), and marshmallow's
-    generic load costs ~30-60 us a request where this costs ~5. Every refusal, and so every error
-    message, still comes from the schema; tests/test_task_loading.py holds the two equal.
+    generic load costs several times what this does (docs/performance.md). Every refusal, and so every
+    error message, still comes from the schema; tests/test_task_loading.py holds the two equal.
     """
     if not body.keys() <= _PLAIN_FIELDS.keys() or (partial and not body) or (not partial and "title" not in body):
         return None  # read-only or unknown fields, an empty PATCH, a POST without a title
@@ -269,8 +269,9 @@ class TaskSchema(Schema):
 def dump_task(row: dict[str, Any]) -> dict[str, Any]:
     """TaskSchema().dump(row), written out: the hot path of every response that carries tasks.
 
-    TaskSchema stays the schema of record (the OpenAPI document is built from it) and a test holds
-    this function equal to it; marshmallow's generic dump costs ~30 us a task, this ~3 us.
+    TaskSchema stays the schema of record (the OpenAPI document is built from it); marshmallow's
+    generic dump, or one built from its fields, costs more a task (docs/performance.md). Tests hold
+    the two equal (tests/test_tasks.py) and the SQL's {task_columns} in its order (tests/test_sql.py).
     """
     return {
         "id": row["id"],
