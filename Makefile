@@ -27,16 +27,18 @@ test-citus: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/python scripts/citus_cluster.py
 
+# ruff, and lint-imports: the dependency rule of docs/architecture.md (contracts in setup.cfg).
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache *.egg-info
 
 bench: bench-http bench-listing bench-rules
 

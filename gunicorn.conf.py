@@ -5,8 +5,8 @@ import os
 import socket
 import sys
 
-from todo_api.config import ConfigError, load_settings
-from todo_api.logs import gunicorn_logconfig
+from todo_api.platform.config import ConfigError, load_settings
+from todo_api.platform.logs import gunicorn_logconfig
 
 
 def _count(name, default):
@@ -30,7 +30,7 @@ except ConfigError as error:
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"]
 workers = _workers
-worker_class = "todo_api.workers.ApiThreadWorker"  # gthread; see todo_api/workers.py and when_ready
+worker_class = "todo_api.platform.workers.ApiThreadWorker"  # gthread; see todo_api/platform/workers.py and when_ready
 # Threads overlap the database round trips of one worker's requests. More than a couple costs
 # throughput on a loopback database (GIL hand-offs; docs/performance.md); raise WEB_THREADS when
 # the database is across a network (Neon), where each request waits milliseconds on it.
@@ -39,7 +39,7 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = None  # the app logs one line per request instead
-logger_class = "todo_api.workers.AppLogger"  # and gunicorn does not even prepare its access-log line
+logger_class = "todo_api.platform.workers.AppLogger"  # and gunicorn does not even prepare its access-log line
 # gunicorn 27's runtime control socket is unused here, and every instance on a host would share
 # its default path ($XDG_RUNTIME_DIR/gunicorn.ctl).
 control_socket_disable = True

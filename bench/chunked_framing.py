@@ -6,7 +6,7 @@
    `GET /healthz` takes, and the slowest and the count of those that follow for 30 s.
 2. Once those sockets are closed and their deadlines past, how long a valid chunked POST takes to be
    answered when its body ends in an extension (`0;note=x`) or in a trailer.
-3. What following the framing costs the main loop (todo_api/chunked.py) for three bodies, next to
+3. What following the framing costs the main loop (todo_api/platform/chunked.py) for three bodies, next to
    gunicorn's own chunked reader on the same bytes.
 
     python bench/chunked_framing.py [--checkout PATH]
@@ -30,7 +30,7 @@ import requests
 from gunicorn.http.body import ChunkedReader
 from gunicorn.http.unreader import IterUnreader
 
-from todo_api.chunked import ChunkedBody
+from todo_api.platform.chunked import ChunkedBody
 
 STALLED_SOCKETS = 30
 WATCH_SECONDS = 30

@@ -51,8 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.citus_cluster import CitusCluster, find_tarball  # noqa: E402
 from todo_api.cli import migrate, set_db_defaults  # noqa: E402
-from todo_api.db import load_queries  # noqa: E402
-from todo_api.embedded import EmbeddedPostgres  # noqa: E402
+from todo_api.platform.db import load_queries  # noqa: E402
+from todo_api.platform.embedded import EmbeddedPostgres  # noqa: E402
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
 USERS = 20
@@ -467,8 +467,8 @@ def citus_plans(url: str, user_id: str) -> str:
     """EXPLAIN ANALYZE, on the coordinator, of the statements of GET /tasks?limit=20 and of a first sync."""
     from werkzeug.datastructures import MultiDict
 
-    from todo_api import listing
-    from todo_api.schemas import list_query
+    from todo_api.tasks import listing
+    from todo_api.tasks.schemas import list_query
 
     queries = load_queries()
     page, values = listing.build_list_statement(

@@ -42,11 +42,14 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from werkzeug.datastructures import MultiDict
 
-from todo_api import create_app, listing, tokens
+from todo_api import create_app
 from todo_api.cli import MIGRATIONS_DIR, yoyo_backend
-from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres
-from todo_api.schemas import list_query
+from todo_api.platform import sealing as tokens
+from todo_api.platform.config import Settings
+from todo_api.platform.embedded import EmbeddedPostgres
+from todo_api.sync.routes import TOKEN as SYNC_TOKEN
+from todo_api.tasks import listing
+from todo_api.tasks.schemas import list_query
 
 SEED_SQL = (Path(__file__).resolve().parent / "listing_seed.sql").read_text()
 REMINDERS_SQL = (Path(__file__).resolve().parent / "reminders_seed.sql").read_text()
@@ -171,7 +174,7 @@ def median_ms(calls: dict[str, Callable[[], Any]], runs: int) -> tuple[dict[str,
 
 def explain(url: str, user_id: str, params: dict[str, str], cursor: str | None, codec: tokens.TokenCodec) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the statement the view runs for these parameters."""
-    from todo_api.db import load_queries
+    from todo_api.platform.db import load_queries
 
     options = list_query.load_args(MultiDict({**params, **({"cursor": cursor} if cursor else {})}))
     query = listing.ListQuery(options)
@@ -301,7 +304,7 @@ def measure_sync(
     app, beside_app, url: str, beside_url: str, large: str, small: str, args, plans: list
 ) -> tuple[list[tuple], tuple[float, float]]:
     """The sync rows, and the large user's idle sync beside the other users' tombstones and without them."""
-    from todo_api.db import load_queries
+    from todo_api.platform.db import load_queries
 
     codec = app.extensions["todo_api.tokens"]  # the copy has the same signing key
     positions = {user: sync_tokens(app, url, user) for user in (large, small)}
@@ -341,12 +344,12 @@ def measure_sync(
 def sync_call(app, codec: tokens.TokenCodec, user: str, position: int) -> Callable[[], Any]:
     """GET /api/{user}/sync with a token at `position`."""
     client = Client(app, user, "sync")
-    token = codec.seal(tokens.Purpose.SYNC, position.to_bytes(8, "big"), user_id=user)
+    token = codec.seal(SYNC_TOKEN, position.to_bytes(8, "big"), user_id=user)
     return lambda: client.get({"token": token})
 
 
 def sync_values(user: str, position: int) -> dict[str, Any]:
-    """sync_changes' parameters for a token at `position` (as sync.py passes them)."""
+    """sync_changes' parameters for a token at `position` (as sync/routes.py passes them)."""
     return {
         "user_id": user,
         "after": position,

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from todo_api import create_app  # noqa: E402
 from todo_api.cli import migrate  # noqa: E402
-from todo_api.config import Settings  # noqa: E402
-from todo_api.embedded import EmbeddedPostgres  # noqa: E402
+from todo_api.platform.config import Settings  # noqa: E402
+from todo_api.platform.embedded import EmbeddedPostgres  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-0123456789"
 USER = "bench-rules"

@@ -35,10 +35,12 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's todo_api, before any installed one
 
-from todo_api import create_app, tokens
+from todo_api import create_app
 from todo_api.cli import migrate, set_db_defaults
-from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres
+from todo_api.platform import sealing as tokens
+from todo_api.platform.config import Settings
+from todo_api.platform.embedded import EmbeddedPostgres
+from todo_api.sync.routes import TOKEN as SYNC_TOKEN
 
 SECRET = "bench-secret-that-is-long-enough-0123456789"
 USER = "bench-syncer"
@@ -89,7 +91,7 @@ class Bench:
     def latest_token(self) -> str:
         position = self.side.execute("SELECT last_seq FROM sync_state WHERE user_id = %s", [USER]).fetchone()[0]
         with self.app.app_context():
-            return tokens.app_codec().seal(tokens.Purpose.SYNC, position.to_bytes(8, "big"), user_id=USER)
+            return tokens.app_codec().seal(SYNC_TOKEN, position.to_bytes(8, "big"), user_id=USER)
 
     def one_deletion_to_forget(self) -> None:
         self.side.execute(

@@ -26,8 +26,8 @@ import psycopg
 from psycopg import sql
 
 from todo_api.cli import MIGRATIONS_DIR, yoyo_backend
-from todo_api.db import load_queries
-from todo_api.embedded import EmbeddedPostgres
+from todo_api.platform.db import load_queries
+from todo_api.platform.embedded import EmbeddedPostgres
 
 TICKS = os.sysconf("SC_CLK_TCK")
 USER = "bench-writer"

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout'
 
 from todo_api import create_app
 from todo_api.cli import migrate, set_db_defaults
-from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres
-from todo_api.logs import make_formatter
+from todo_api.platform.config import Settings
+from todo_api.platform.embedded import EmbeddedPostgres
+from todo_api.platform.logs import make_formatter
 
 SECRET = "bench-secret-that-is-long-enough-0123456789"
 USER = "bench-writer"

@@ -28,7 +28,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from todo_api.embedded import DATABASE_NAME, EmbeddedPostgres  # noqa: E402
+from todo_api.platform.embedded import DATABASE_NAME, EmbeddedPostgres  # noqa: E402
 
 TARBALL_PLACES = (ROOT.parent / "shared" / "citus", Path("/work/shared/citus"))
 WORKERS = 2

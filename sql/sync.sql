@@ -14,14 +14,13 @@ WITH state AS (
     FROM sync_state
     WHERE user_id = %(user_id)s
 ), changes AS (
-    (SELECT sync_seq, id, user_id, title, description, completed, completed_at, priority, tags, due_at,
-            recurrence, timezone, remind_at, next_id, created_at, updated_at, version,
-            NULL::timestamptz AS deleted_at
+    (SELECT sync_seq, {task_columns}, NULL::timestamptz AS deleted_at
      FROM tasks
      WHERE user_id = %(user_id)s AND sync_seq > %(after)s
      ORDER BY sync_seq
      LIMIT %(page_size)s)
     UNION ALL
+    -- id and user_id, then a NULL for each other column of {task_columns} (sql/tasks.sql)
     (SELECT sync_seq, task_id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
             NULL, NULL, NULL, NULL, NULL, NULL, NULL, deleted_at
      FROM task_tombstones
@@ -34,33 +33,3 @@ WITH state AS (
 SELECT state.last_seq, state.forgotten_seq, state.deletions_due, changes.*
 FROM state LEFT JOIN changes ON true
 ORDER BY changes.sync_seq;
-
--- name: forget_deletions
--- Forget up to %(batch)s of the user's tombstones older than %(retention_days)s, oldest first, and
--- raise forgotten_seq to the highest number forgotten (a token below it is then 410). The counter
--- row is locked first, and only when a tombstone is due (lock order: docs/sync.md).
-WITH due AS (
-    SELECT user_id
-    FROM sync_state
-    WHERE user_id = %(user_id)s
-      AND (SELECT min(deleted_at) FROM task_tombstones WHERE user_id = %(user_id)s)
-          < now() - make_interval(days => %(retention_days)s)
-    FOR UPDATE
-), batch AS (
-    SELECT sync_seq
-    FROM task_tombstones
-    WHERE user_id = %(user_id)s AND deleted_at < now() - make_interval(days => %(retention_days)s)
-      AND EXISTS (SELECT FROM due)
-    ORDER BY deleted_at
-    LIMIT %(batch)s
-), forgotten AS (
-    DELETE FROM task_tombstones
-    WHERE user_id = %(user_id)s AND sync_seq = ANY(ARRAY(SELECT sync_seq FROM batch))
-    RETURNING sync_seq
-), raised AS (
-    UPDATE sync_state
-    SET forgotten_seq = (SELECT max(sync_seq) FROM forgotten)
-    WHERE user_id = %(user_id)s AND forgotten_seq < (SELECT max(sync_seq) FROM forgotten)
-    RETURNING forgotten_seq
-)
-SELECT (SELECT count(*) FROM forgotten) AS forgotten, (SELECT forgotten_seq FROM raised) AS forgotten_seq;

@@ -23,8 +23,8 @@ from psycopg.rows import dict_row
 
 from todo_api import create_app
 from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT, yoyo_backend
-from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres
+from todo_api.platform.config import Settings
+from todo_api.platform.embedded import EmbeddedPostgres
 
 SECRET = "test-secret-that-is-long-enough-0123456789"
 # make test-citus sets it to error in TEST_DATABASE_URL's options: a statement of the service that would

@@ -11,7 +11,7 @@ import pytest
 from conftest import SECRET, assert_error, make_settings, make_token, task_row
 
 from todo_api import create_app
-from todo_api.auth import TokenVerifier, VerifiedTokens, _Verified
+from todo_api.auth.bearer import TokenVerifier, VerifiedTokens, _Verified
 
 ROUTES = [
     ("GET", "/api/{user}/tasks"),

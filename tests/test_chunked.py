@@ -18,7 +18,7 @@ from gunicorn.http.unreader import Unreader
 from hypothesis import given
 from hypothesis import strategies as st
 
-from todo_api.chunked import ChunkedBody
+from todo_api.platform.chunked import ChunkedBody
 
 MAX_SIZE_LINE, MAX_TRAILER_BYTES = 24, 40  # small, so that cases over gunicorn's limits stay short
 HEAD = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"  # the body starts after it, as in the worker

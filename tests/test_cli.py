@@ -20,9 +20,9 @@ import requests
 from conftest import SECRET, free_port
 
 from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT, parse_ttl
-from todo_api.config import ConfigError, load_settings
-from todo_api.db import defaults_hold
-from todo_api.embedded import EmbeddedPostgres
+from todo_api.platform.config import ConfigError, load_settings
+from todo_api.platform.db import defaults_hold
+from todo_api.platform.embedded import EmbeddedPostgres
 
 VALID = {"DATABASE_URL": "postgresql://u@127.0.0.1/db", "BETTER_AUTH_SECRET": SECRET}
 

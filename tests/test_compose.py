@@ -24,8 +24,8 @@ from conftest import free_port
 
 from todo_api import cli
 from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT
-from todo_api.config import ConfigError, load_settings
-from todo_api.db import load_queries
+from todo_api.platform.config import ConfigError, load_settings
+from todo_api.platform.db import load_queries
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -262,7 +262,7 @@ def test_the_wheel_carries_sql_and_migrations(tmp_path):
 
     probe = (
         "import sys, json; sys.path.insert(0, sys.argv[1]);"
-        "import todo_api.db as db, todo_api.cli as cli;"
+        "import todo_api.platform.db as db, todo_api.cli as cli;"
         "print(json.dumps([db.__file__, str(db.SQL_DIR), str(cli.MIGRATIONS_DIR), sorted(db.load_queries()),"
         " sorted(p.name for p in cli.MIGRATIONS_DIR.iterdir())]))"
     )

@@ -10,7 +10,7 @@ import pytest
 import requests
 from conftest import SECRET, assert_error, make_token, task_row
 
-from todo_api.idempotency import PURGE_BATCH
+from todo_api.platform.idempotency import PURGE_BATCH
 
 WRITES = [
     ("PUT", "", {"title": "Replaced"}),

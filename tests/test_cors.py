@@ -10,7 +10,7 @@ from conftest import SECRET, assert_error, make_token
 from flask import Flask
 
 from todo_api import create_app
-from todo_api.config import ConfigError, load_settings
+from todo_api.platform.config import ConfigError, load_settings
 
 APP_ORIGIN = "https://app.example.com"
 DEV_ORIGIN = "http://localhost:3000"

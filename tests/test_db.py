@@ -12,7 +12,7 @@ from conftest import connect, direct_and_preparing, sibling_url
 from psycopg import sql
 
 from todo_api import cli
-from todo_api.db import Database, defaults_hold
+from todo_api.platform.db import Database, defaults_hold
 
 SETTING = sql.SQL(
     "SELECT current_setting('statement_timeout') AS timeout, current_setting('transaction_isolation') AS isolation, "

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from conftest import SECRET
 
-from todo_api import openapi
+from todo_api.openapi import document as openapi
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
 RENDER_BUDGET_MS = 30_000  # virtual time: the page's scripts and fetches run until idle or this much

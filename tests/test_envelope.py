@@ -11,7 +11,7 @@ import pytest
 from conftest import SECRET, assert_error, make_settings, make_token
 
 from todo_api import create_app
-from todo_api.logs import JsonFormatter, TextFormatter
+from todo_api.platform.logs import JsonFormatter, TextFormatter
 
 
 def test_success_envelope_has_data_and_meta_and_no_error(api):

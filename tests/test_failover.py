@@ -15,7 +15,7 @@ from conftest import Api, assert_error, free_port, make_settings, migrate_all
 from psycopg import sql
 
 from todo_api import create_app
-from todo_api.embedded import EmbeddedPostgres
+from todo_api.platform.embedded import EmbeddedPostgres
 
 TIMEOUT_MS = 500
 HANG = 15  # seconds: an answer later than this is taken for a hang

@@ -94,12 +94,12 @@ def test_gunicorn_runs_the_api_worker_and_a_logger_that_skips_the_access_log(mon
     """OPERATIONS.md: gunicorn's access log is off. AppLogger does not even build its fields."""
     from gunicorn.config import Config
 
-    from todo_api.workers import AppLogger
+    from todo_api.platform.workers import AppLogger
 
     monkeypatch.setenv("BETTER_AUTH_SECRET", SECRET)
     settings = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
-    assert settings["worker_class"] == "todo_api.workers.ApiThreadWorker"
-    assert settings["logger_class"] == "todo_api.workers.AppLogger"
+    assert settings["worker_class"] == "todo_api.platform.workers.ApiThreadWorker"
+    assert settings["logger_class"] == "todo_api.platform.workers.AppLogger"
 
     config = Config()
     config.set("logconfig_dict", settings["logconfig_dict"])  # what makes stock gunicorn build them

@@ -27,8 +27,8 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.warnings import InsecureKeyLengthWarning
 
 from todo_api import create_app
-from todo_api.config import load_settings
-from todo_api.jwks import JwksCache, JwksUnavailable
+from todo_api.auth.jwks import JwksCache, JwksUnavailable
+from todo_api.platform.config import load_settings
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256", "PS256")
 JWKS_PATH = "/api/auth/jwks"

@@ -14,9 +14,10 @@ from conftest import Api, assert_error, direct_and_preparing, make_settings
 from werkzeug.datastructures import MultiDict
 
 from todo_api import create_app
-from todo_api.listing import ListQuery
-from todo_api.schemas import list_query
-from todo_api.tokens import Purpose, TokenCodec
+from todo_api.platform.sealing import TokenCodec
+from todo_api.sync.routes import TOKEN as SYNC_TOKEN
+from todo_api.tasks.listing import CURSOR, ListQuery
+from todo_api.tasks.schemas import list_query
 
 RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
 SORTS = [
@@ -615,7 +616,7 @@ def _fingerprint(sort: str) -> str:
 def test_cursor_sealed_with_another_key_is_400(api, five_tasks):
     fingerprint = _fingerprint("-created_at")
     forged = TokenCodec(b"not the key" * 4).seal(
-        Purpose.CURSOR, json.dumps(["2026-01-01T00:00:00+00:00", 1]).encode(), user_id=api.user_id, context=fingerprint
+        CURSOR, json.dumps(["2026-01-01T00:00:00+00:00", 1]).encode(), user_id=api.user_id, context=fingerprint
     )
     assert_names(api.get(query_string={"cursor": forged}), "cursor")
 
@@ -624,9 +625,9 @@ def test_a_sync_token_is_not_a_cursor(api, conn, five_tasks):
     """Same key material, another purpose: a token sealed for sync never opens as a cursor."""
     payload = json.dumps(["2026-01-01T00:00:00+00:00", 1]).encode()
     codec = _codec(conn)
-    cursor = codec.seal(Purpose.CURSOR, payload, user_id=api.user_id, context=_fingerprint("-created_at"))
+    cursor = codec.seal(CURSOR, payload, user_id=api.user_id, context=_fingerprint("-created_at"))
     assert api.get(query_string={"cursor": cursor}).status_code == 200  # the forging works
-    token = codec.seal(Purpose.SYNC, payload, user_id=api.user_id, context=_fingerprint("-created_at"))
+    token = codec.seal(SYNC_TOKEN, payload, user_id=api.user_id, context=_fingerprint("-created_at"))
     assert_names(api.get(query_string={"cursor": token}), "cursor")
 
 
@@ -657,11 +658,9 @@ def test_sealed_cursor_with_an_impossible_position_is_400_not_500(api, conn, sor
         api.create(title=f"task {n}")
     codec, fingerprint = _codec(conn), _fingerprint(sort)
     fitting = {"-created_at": "2026-01-01T00:00:00+05:00", "due_at": "infinity", "priority": "low", "title": "m"}
-    genuine = codec.seal(
-        Purpose.CURSOR, json.dumps([fitting[sort], 1]).encode(), user_id=api.user_id, context=fingerprint
-    )
+    genuine = codec.seal(CURSOR, json.dumps([fitting[sort], 1]).encode(), user_id=api.user_id, context=fingerprint)
     assert api.get(query_string={"sort": sort, "cursor": genuine}).status_code == 200  # the forging works
-    forged = codec.seal(Purpose.CURSOR, json.dumps([key, task_id]).encode(), user_id=api.user_id, context=fingerprint)
+    forged = codec.seal(CURSOR, json.dumps([key, task_id]).encode(), user_id=api.user_id, context=fingerprint)
     assert_names(api.get(query_string={"sort": sort, "cursor": forged}), "cursor")
 
 

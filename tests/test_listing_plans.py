@@ -21,11 +21,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from werkzeug.datastructures import MultiDict
 
-from todo_api import listing
 from todo_api.cli import PROJECT_ROOT
-from todo_api.db import load_queries
-from todo_api.schemas import list_query
-from todo_api.tokens import TokenCodec
+from todo_api.platform.db import load_queries
+from todo_api.platform.sealing import TokenCodec
+from todo_api.tasks import listing
+from todo_api.tasks.schemas import list_query
 
 SEED_SQL = (PROJECT_ROOT / "bench" / "listing_seed.sql").read_text()
 REMINDERS_SQL = (PROJECT_ROOT / "bench" / "reminders_seed.sql").read_text()

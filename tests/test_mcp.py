@@ -15,11 +15,11 @@ import pytest
 from conftest import assert_error, free_port, make_settings, make_token, task_row
 
 from todo_api import create_app
-from todo_api.logs import JsonFormatter
-from todo_api.schemas import (
+from todo_api.platform.fields import ReadOnly
+from todo_api.platform.logs import JsonFormatter
+from todo_api.tasks.schemas import (
     READ_ONLY_FIELDS,
     ListQuerySchema,
-    ReadOnly,
     TaskInputSchema,
     TaskPatchSchema,
     TaskSchema,

@@ -10,8 +10,9 @@ import pytest
 from conftest import assert_error
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from todo_api import openapi
-from todo_api.schemas import READ_ONLY_FIELDS, TaskInputSchema
+from todo_api.openapi import document as openapi
+from todo_api.openapi import routes as openapi_routes
+from todo_api.tasks.schemas import READ_ONLY_FIELDS, TaskInputSchema
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # answered by Flask itself for every route
 
@@ -183,7 +184,7 @@ def test_docs_assets_are_served_from_the_installed_package(client, asset, mimety
     with client.get(f"/docs/{asset}") as response:
         assert response.status_code == 200
         assert response.mimetype == mimetype
-        assert response.get_data() == (openapi.SWAGGER_UI_DIR / asset).read_bytes()
+        assert response.get_data() == (openapi_routes.SWAGGER_UI_DIR / asset).read_bytes()
 
 
 @pytest.mark.parametrize("asset", ["index.html", "LICENSE", "..%2F..%2Fsetup.cfg", "swagger-ui.js"])
@@ -224,7 +225,7 @@ def test_recurrence_fields_and_next_occurrence_are_documented(document):
 
 
 def test_the_example_task_is_a_valid_recurring_task(app):
-    from todo_api.openapi import EXAMPLE_INPUT
-    from todo_api.schemas import READ_ONLY_FIELDS, task_input
+    from todo_api.tasks.openapi import EXAMPLE_INPUT
+    from todo_api.tasks.schemas import READ_ONLY_FIELDS, task_input
 
     task_input.load({k: v for k, v in EXAMPLE_INPUT.items() if k not in READ_ONLY_FIELDS})

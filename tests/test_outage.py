@@ -8,7 +8,7 @@ import pytest
 from conftest import Api, assert_error, make_settings, migrate_all
 
 from todo_api import create_app
-from todo_api.embedded import EmbeddedPostgres
+from todo_api.platform.embedded import EmbeddedPostgres
 
 POOL_TIMEOUT = 1.0
 

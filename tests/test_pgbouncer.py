@@ -28,7 +28,7 @@ from psycopg import sql
 
 from todo_api import cli, create_app
 from todo_api.cli import PROJECT_ROOT
-from todo_api.db import Database
+from todo_api.platform.db import Database
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
 INNER_RUN = "TODO_API_INSIDE_PGBOUNCER_RUN"

@@ -13,10 +13,10 @@ from dateutil import rrule
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from todo_api import recurrence
-from todo_api.recurrence import _CANDIDATE_BUDGET as CANDIDATE_BUDGET
-from todo_api.recurrence import _STEP_BUDGET as STEP_BUDGET
-from todo_api.recurrence import (
+from todo_api.tasks import recurrence
+from todo_api.tasks.recurrence import _CANDIDATE_BUDGET as CANDIDATE_BUDGET
+from todo_api.tasks.recurrence import _STEP_BUDGET as STEP_BUDGET
+from todo_api.tasks.recurrence import (
     Rule,
     RuleError,
     _BoundedRule,

@@ -17,7 +17,7 @@ import requests
 from conftest import SECRET, connect, make_token, migrate_all
 from psycopg import sql
 
-from todo_api.embedded import EmbeddedPostgres
+from todo_api.platform.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.process
 

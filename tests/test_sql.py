@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from todo_api.db import QueryError, load_queries
+from todo_api.platform.db import QueryError, load_queries
 
 QUERIES = {name: query.as_string() for name, query in load_queries().items()}
 USER_TABLES = ("tasks", "idempotency_keys", "sync_state", "task_tombstones")
@@ -40,6 +40,30 @@ def test_statements_take_values_only_as_named_parameters(name):
     assert "%s" not in statement, "positional parameters: use %(name)s"
     holes = set(re.findall(r"\{\w*\}", statement)) - {"{}"}
     assert holes <= LIST_HOLES and (not holes or name in ("list_tasks", "count_tasks"))
+
+
+def test_a_fragment_fills_its_holes_in_every_file_and_leaves_the_others(tmp_path):
+    (tmp_path / "a.sql").write_text(
+        "-- fragment: columns\n-- what a row shows\nid,\nname\n\n-- name: one\nSELECT {columns} FROM a {filters};\n"
+    )
+    (tmp_path / "b.sql").write_text("-- name: two\nSELECT {columns} FROM b;\n")
+    queries = {name: query.as_string() for name, query in load_queries(tmp_path).items()}
+    assert queries == {"one": "SELECT id,\nname FROM a {filters}", "two": "SELECT id,\nname FROM b"}
+
+
+def test_a_duplicate_fragment_fails_the_load(tmp_path):
+    (tmp_path / "a.sql").write_text("-- fragment: columns\nid\n\n-- fragment: columns\nname\n")
+    with pytest.raises(QueryError, match="fragment 'columns' is defined twice"):
+        load_queries(tmp_path)
+
+
+def test_every_statement_that_returns_tasks_returns_task_schemas_fields_in_order():
+    from todo_api.tasks.schemas import TaskSchema
+
+    columns = ", ".join(TaskSchema().fields)
+    returning = ("insert_task", "get_task", "lock_task", "update_task", "set_task_completed", "delete_task")
+    for name in (*returning, "list_tasks", "sync_changes"):
+        assert columns in re.sub(r"\s+", " ", QUERIES[name]), name
 
 
 def test_a_duplicate_name_fails_the_load(tmp_path):

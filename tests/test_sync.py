@@ -17,8 +17,9 @@ from conftest import Api, assert_error, connect, make_settings
 from test_reliability import auth, service_env
 
 from todo_api import create_app
-from todo_api.operations import FORGET_BATCH
-from todo_api.tokens import Purpose, TokenCodec
+from todo_api.platform.sealing import TokenCodec
+from todo_api.sync.routes import TOKEN as SYNC_TOKEN
+from todo_api.tasks.operations import FORGET_BATCH
 
 
 def sync(api: Api, **params: Any):
@@ -514,7 +515,7 @@ def test_a_token_of_the_earlier_layout_works_as_before(api, conn):
     last = api.create()
     secret = bytes(conn.execute("SELECT secret FROM signing_keys WHERE name = 'cursor'").fetchone()["secret"])
     position = conn.execute("SELECT last_seq FROM sync_state WHERE user_id = %s", [api.user_id]).fetchone()["last_seq"]
-    earlier = TokenCodec(secret).seal(Purpose.SYNC, (position - 1).to_bytes(8, "big"), user_id=api.user_id)
+    earlier = TokenCodec(secret).seal(SYNC_TOKEN, (position - 1).to_bytes(8, "big"), user_id=api.user_id)
     assert ids(synced(api, token=earlier)["data"]["tasks"]) == [last["id"]]
 
 
@@ -522,7 +523,7 @@ def test_a_token_ahead_of_the_counter_is_410(api, conn):
     """A token from before the database was restored to an earlier state: the client starts over."""
     api.create()
     secret = bytes(conn.execute("SELECT secret FROM signing_keys WHERE name = 'cursor'").fetchone()["secret"])
-    ahead = TokenCodec(secret).seal(Purpose.SYNC, (10**6).to_bytes(8, "big"), user_id=api.user_id)
+    ahead = TokenCodec(secret).seal(SYNC_TOKEN, (10**6).to_bytes(8, "big"), user_id=api.user_id)
     assert_error(sync(api, token=ahead), 410, "sync_token_expired")
 
 
@@ -536,7 +537,7 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
     from yoyo import read_migrations
 
     from todo_api.cli import MIGRATIONS_DIR, yoyo_backend
-    from todo_api.db import load_queries
+    from todo_api.platform.db import load_queries
 
     name = f"backfill_{random.randrange(10**9)}"
     with connect(database_url, autocommit=True) as admin:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from todo_api.schemas import (
+from todo_api.tasks.schemas import (
     READ_ONLY_FIELDS,
     _load_plain,
     complete_input,

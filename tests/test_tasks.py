@@ -239,7 +239,7 @@ def test_every_route_answers_the_task_as_the_schema_dumps_the_stored_row(api, co
     """Each route's task (the fast dump_task) equals TaskSchema().dump of the row as stored, field for
     field and in order (timestamps at the ends of the years, with and without a fraction;
     next_occurrence; sync)."""
-    from todo_api.schemas import TaskSchema
+    from todo_api.tasks.schemas import TaskSchema
 
     def stored(task_id: int) -> list[tuple[str, object]]:
         row = conn.execute("SELECT * FROM tasks WHERE id = %s", [task_id]).fetchone()

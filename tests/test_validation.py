@@ -7,7 +7,7 @@ import io
 import pytest
 from conftest import assert_error, task_row
 
-from todo_api.schemas import READ_ONLY_FIELDS
+from todo_api.tasks.schemas import READ_ONLY_FIELDS
 
 
 def count_tasks(conn, user_id: str) -> int:

@@ -25,9 +25,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .config import ConfigError, database_url, load_settings, statement_timeout_ms
-from .db import defaults_hold
-from .embedded import EmbeddedPostgres
+from .platform.config import ConfigError, database_url, load_settings, statement_timeout_ms
+from .platform.db import defaults_hold
+from .platform.embedded import EmbeddedPostgres
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _WHEEL_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"  # installed from a wheel (setup.cfg)
@@ -100,7 +100,7 @@ def rollback(count: int) -> int:
 def set_db_defaults() -> tuple[str, bool]:
     """Make DB_STATEMENT_TIMEOUT_MS and TimeZone UTC the defaults of this role in this database, so
     that every new server connection starts with them (behind PgBouncer too) and the service need not
-    set them in each transaction (db.py). Returns the database's name, and whether a new connection
+    set them in each transaction (platform/db.py). Returns the database's name, and whether a new connection
     starts with them now (not yet behind a pooler whose server connections are older than this)."""
     timeout_ms = statement_timeout_ms()  # needs no auth settings: it runs before the service is configured
     with psycopg.connect(_database_url(), autocommit=True) as conn:
@@ -175,7 +175,7 @@ _TAGS = ["home", "work", "errands", "health", "finance", "family", "urgent", "so
 
 def seed(users: int, tasks_per_user: int) -> list[str]:
     """Insert realistic tasks for user-1 … user-N through the insert_task statement."""
-    from .db import Database
+    from .platform.db import Database
 
     database = Database(_database_url(), min_size=1, max_size=1, timeout=30, statement_timeout_ms=60_000)
     rng = random.Random(42)

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import jwt
 from flask import Response, current_app, g, request
 
-from .config import Settings
-from .errors import ApiError
+from ..platform.config import Settings
+from ..platform.errors import ApiError
 from .jwks import JwksCache, JwksUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,10 +1,10 @@
-"""Opaque tokens handed to clients: listing cursors (API.md §4) and sync tokens (§6).
+"""Opaque tokens handed to clients, such as listing cursors (API.md §4) and sync tokens (§6).
 
 A token is base64url(nonce || AES-256-GCM(payload)): nothing of it can be read without the key,
 and no changed or made-up token opens. Each purpose has its own key, derived (HKDF-SHA256) from
 the 'cursor' secret in signing_keys, which every host shares through the database; the associated
-data binds a token to its user and, for a cursor, to the listing's sort and filters. So a token of
-another purpose, user or listing fails like a tampered one.
+data binds a token to its user and to a context its feature chooses (a listing's sort and filters).
+So a token of another purpose, user or context fails like a tampered one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from enum import Enum
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -21,11 +21,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
 NONCE_BYTES = 12
+# Every named statement this module runs (sql/sealing.sql): checked at start-up.
+QUERY_NAMES = ("get_cursor_key",)
 
 
-class Purpose(Enum):
-    CURSOR = "listing cursor"
-    SYNC = "sync token"
+@dataclass(frozen=True)
+class Purpose:
+    """What a feature seals tokens for: `name` goes into the derivation of its key, so a token of
+    one purpose never opens as another's. A name, once tokens are out, never changes."""
+
+    name: str
 
 
 class InvalidToken(ValueError):
@@ -36,17 +41,24 @@ class TokenCodec:
     """Seals and opens tokens with keys derived from one shared secret."""
 
     def __init__(self, secret: bytes):
-        self._ciphers = {purpose: AESGCM(_derive(secret, purpose)) for purpose in Purpose}
+        self._secret = secret
+        self._ciphers: dict[Purpose, AESGCM] = {}
+
+    def _cipher(self, purpose: Purpose) -> AESGCM:
+        cipher = self._ciphers.get(purpose)
+        if cipher is None:  # derived once per purpose; two threads deriving it at once get the same key
+            cipher = self._ciphers[purpose] = AESGCM(_derive(self._secret, purpose))
+        return cipher
 
     def seal(self, purpose: Purpose, payload: bytes, *, user_id: str, context: str = "") -> str:
         nonce = os.urandom(NONCE_BYTES)  # random: a (key, nonce) pair must never repeat
-        sealed = self._ciphers[purpose].encrypt(nonce, payload, _associated(user_id, context))
+        sealed = self._cipher(purpose).encrypt(nonce, payload, _associated(user_id, context))
         return _b64(nonce + sealed)
 
     def open(self, purpose: Purpose, token: str, *, user_id: str, context: str = "") -> bytes:
         try:
             raw = _unb64(token)
-            return self._ciphers[purpose].decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated(user_id, context))
+            return self._cipher(purpose).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated(user_id, context))
         except (ValueError, InvalidTag):
             raise InvalidToken() from None
 
@@ -63,7 +75,7 @@ def app_codec() -> TokenCodec:
 
 
 def _derive(secret: bytes, purpose: Purpose) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"todo-api {purpose.value} v1".encode())
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"todo-api {purpose.name} v1".encode())
     return hkdf.derive(secret)
 
 

@@ -16,7 +16,7 @@ from gunicorn.http.body import CHUNK_EXT_RE  # the reader's own rule for extensi
 
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 
-# What comes next (plain names, not an Enum: its member lookups cost a microsecond a chunk).
+# What comes next (plain names, not an Enum: its member lookups cost more, docs/performance.md).
 SIZE_LINE = "size line"  # a chunk's size, its extensions and CRLF
 DATA = "data"
 DATA_END = "data end"  # the CRLF after a chunk's data

@@ -26,8 +26,10 @@ from typing import Any
 from marshmallow import ValidationError
 from psycopg import sql
 
-from .schemas import PRIORITIES, format_timestamp
-from .tokens import Purpose, TokenCodec
+from ..platform.fields import format_timestamp
+from ..platform.http import MAX_ID
+from ..platform.sealing import Purpose, TokenCodec
+from .schemas import PRIORITIES
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ _FILTERS: dict[str, sql.SQL] = {
 _AFTER_ASC = sql.SQL("AND ({key}, id) > (%(after_key)s::{cast}, %(after_id)s)")
 _AFTER_DESC = sql.SQL("AND ({key}, id) < (%(after_key)s::{cast}, %(after_id)s)")
 
-MAX_TASK_ID = 2**63 - 1
+CURSOR = Purpose("listing cursor")
 _PAD_BYTES = 64
 
 
@@ -160,7 +162,7 @@ class ListQuery:
 
 
 class CursorCodec:
-    """Cursors of one user's listings: the last row's (sort key, id), sealed (see tokens.py) and bound
+    """Cursors of one user's listings: the last row's (sort key, id), sealed (see platform/sealing.py) and bound
     to the user and to the listing's sort and filters."""
 
     def __init__(self, tokens: TokenCodec, user_id: str):
@@ -176,7 +178,7 @@ class CursorCodec:
         # ensure_ascii=False: a 200-character title of emoji stays well inside the cursor's length limit.
         payload = json.dumps([key, row["id"]], separators=(",", ":"), ensure_ascii=False).encode()
         payload += b" " * (-len(payload) % _PAD_BYTES)  # a cursor's length tells only roughly how long a title is
-        return self._tokens.seal(Purpose.CURSOR, payload, user_id=self._user_id, context=query.fingerprint)
+        return self._tokens.seal(CURSOR, payload, user_id=self._user_id, context=query.fingerprint)
 
     def decode(self, query: ListQuery, cursor: str) -> tuple[Any, int]:
         """The (sort key, id) a cursor points after; ValidationError naming `cursor` otherwise."""
@@ -184,11 +186,11 @@ class CursorCodec:
             {"cursor": ["Not a cursor of this listing (changed, or from another user, sort or filter)."]}
         )
         try:
-            payload = self._tokens.open(Purpose.CURSOR, cursor, user_id=self._user_id, context=query.fingerprint)
+            payload = self._tokens.open(CURSOR, cursor, user_id=self._user_id, context=query.fingerprint)
             key, task_id = json.loads(payload)
         except (ValueError, TypeError):
             raise invalid from None
-        if type(task_id) is not int or not 0 < task_id <= MAX_TASK_ID:
+        if type(task_id) is not int or not 0 < task_id <= MAX_ID:
             raise invalid
         try:
             return _sort_value(query.sort, key), task_id

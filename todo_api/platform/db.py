@@ -11,7 +11,7 @@ which psycopg cannot read back (and west of UTC, 0001-01-01T00:00:00Z falls in 1
 - Where the database's or role's own defaults already are that timeout and UTC (`todo-api
   set-db-defaults` makes them so), the statement goes out alone: every server connection starts
   with those defaults, behind PgBouncer too, so setting them again per transaction is wasted work
-  (~75 us of client CPU a request). Each new pooled connection checks them (`defaults_hold`); the
+  (docs/performance.md has its cost). Each new pooled connection checks them (`defaults_hold`); the
   first one that does not match puts this pool back on the per-transaction settings for good.
 - `transaction()` is for work of several statements that depend on each other: BEGIN with the
   timeout, the statements, then COMMIT as the `with` block ends.
@@ -41,15 +41,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from flask import current_app
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("todo_api.db")
 
-_WHEEL_SQL_DIR = Path(__file__).resolve().parent / "sql"  # installed from a wheel (setup.cfg package_dir)
+_WHEEL_SQL_DIR = Path(__file__).resolve().parent.parent / "sql"  # installed from a wheel (setup.cfg package_dir)
 SQL_DIR = _WHEEL_SQL_DIR if _WHEEL_SQL_DIR.is_dir() else _WHEEL_SQL_DIR.parent.parent / "sql"  # or a checkout
-_NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_BLOCK_LINE = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
@@ -147,25 +149,35 @@ class Watchdog:
 
 
 def load_queries(directory: Path = SQL_DIR) -> dict[str, sql.SQL]:
-    """Read every `-- name: verb_noun` block of every .sql file; a duplicate or empty block fails."""
-    queries: dict[str, sql.SQL] = {}
+    """Read every `-- name: verb_noun` block of every .sql file; a duplicate or empty block fails.
+
+    A `-- fragment: some_name` block is text that any statement includes as `{some_name}` (a column
+    list written once, say); other `{...}` holes are left for psycopg's `sql.SQL.format`.
+    """
+    found: dict[str, dict[str, str]] = {"name": {}, "fragment": {}}
     for path in sorted(directory.glob("*.sql")):
         text = path.read_text(encoding="utf-8")
-        names = list(_NAME_LINE.finditer(text))
-        for match, following in zip(names, [*names[1:], None], strict=True):
-            name = match.group(1)
+        blocks = list(_BLOCK_LINE.finditer(text))
+        for match, following in zip(blocks, [*blocks[1:], None], strict=True):
+            kind, name = match.groups()
             body = text[match.end() : following.start() if following else len(text)]
             statement = (
                 "\n".join(line for line in body.strip().splitlines() if not line.lstrip().startswith("--"))
                 .strip()
                 .rstrip(";")
             )
-            if name in queries:
-                raise QueryError(f"{path.name}: query {name!r} is defined twice")
+            if name in found[kind]:
+                raise QueryError(f"{path.name}: {'query' if kind == 'name' else kind} {name!r} is defined twice")
             if not statement:
-                raise QueryError(f"{path.name}: query {name!r} has no statement")
-            queries[name] = sql.SQL(statement)  # type: ignore[arg-type]  # trusted file text
-    return queries
+                raise QueryError(f"{path.name}: {'query' if kind == 'name' else kind} {name!r} has no statement")
+            found[kind][name] = statement
+    fragments = found["fragment"]
+
+    def fill(hole: re.Match[str]) -> str:
+        return fragments.get(hole.group(1), hole.group(0))
+
+    # trusted file text
+    return {name: sql.SQL(_PLACEHOLDER.sub(fill, text)) for name, text in found["name"].items()}  # type: ignore[arg-type]
 
 
 class Database:
@@ -331,10 +343,10 @@ class Database:
 
         Nothing in it is prepared: behind a pooler that cannot carry prepared statements, a statement
         prepared elsewhere would fail mid-transaction, and only the caller's block could run again.
-        Preparing saved 0.05-0.4 ms on a four-statement transaction (measured direct, no pooler).
         A failed one ends with a plain ROLLBACK: psycopg's rollback() adds DEALLOCATE ALL (in case the
         transaction changed the schema; ours never do), which a pooler sends to whichever server
-        connection is free, destroying the statements other clients prepared there.
+        connection is free, destroying the statements other clients prepared there. What preparing
+        would save is in docs/performance.md (figures behind the code).
         """
         with self._connection() as conn, conn.cursor() as cur:
             conn.prepare_threshold = None
@@ -403,7 +415,7 @@ class Database:
             return cur.fetchone()
 
     def fetch_all(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> list[Row]:
-        """`prepare=False`: plan with this call's values every time, never a generic plan (see listing.py)."""
+        """`prepare=False`: plan with this call's values every time, never a generic plan (see tasks/listing.py)."""
         with self._one_statement(query, params, prepare) as cur:
             return cur.fetchall()
 
@@ -499,10 +511,15 @@ class Runner:
         return self._cursor.fetchone()
 
     def fetch_all(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> list[Row]:
-        """`prepare=False`: plan with this call's values every time, never a generic plan (see listing.py)."""
+        """`prepare=False`: plan with this call's values every time, never a generic plan (see tasks/listing.py)."""
         self._cursor.execute(self._statement(query), params, prepare=prepare)
         return self._cursor.fetchall()
 
     def execute(self, query: sql.Composable | str, params: Params) -> int:
         self._cursor.execute(self._statement(query), params)
         return self._cursor.rowcount
+
+
+def current_database() -> Database:
+    """The app's Database (create_app keeps it in app.extensions)."""
+    return current_app.extensions["todo_api.db"]

@@ -1,5 +1,6 @@
 """Logging as OPERATIONS.md says: one JSON object per line on stderr (or plain text), with the
-request id of the request in flight. Task text, tokens and secrets are never passed to a logger."""
+request id of the request in flight, and one line per request. Task text, tokens and secrets are
+never passed to a logger."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import json
 import logging
 import re
 import sys
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import g, has_request_context
+from flask import Response, g, has_request_context, request
+
+request_log = logging.getLogger("todo_api.request")
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is logged as a field.
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -32,6 +37,38 @@ def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
 def stamp_records_with_request_id() -> None:
     """Every record created inside a request carries its request_id, whatever logger made it."""
     logging.setLogRecordFactory(_record_with_request_id)
+
+
+_SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def start_request() -> None:
+    """before_request: the request's id, the client's own when it sent a sane one (API.md §2)."""
+    g.started = time.perf_counter()
+    sent = request.headers.get("X-Request-ID", "")
+    g.request_id = sent if _SANE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+
+
+def add_to_request_line(**fields: Any) -> None:
+    """Fields this request's log line carries after the usual ones (the MCP endpoint's `tool`)."""
+    g.setdefault("request_line", {}).update(fields)
+
+
+def finish_request(response: Response) -> Response:
+    """after_request: X-Request-ID on the answer, and the request's one log line (OPERATIONS.md)."""
+    response.headers["X-Request-ID"] = g.request_id
+    rule = request.url_rule
+    line = {
+        "event": "request",
+        "method": request.method,
+        "route": rule.rule if rule is not None else None,
+        "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - g.started) * 1000, 2),
+        "user_id": g.get("user_id"),
+        **g.get("request_line", {}),
+    }
+    request_log.info("request", extra=line)
+    return response
 
 
 class JsonFormatter(logging.Formatter):

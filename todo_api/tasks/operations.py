@@ -1,22 +1,24 @@
-"""The task operations, one function each, shared by the REST views (tasks.py) and the MCP tools
-(mcp.py). Each takes the token's user and input its surface has already validated, runs its named
+"""The task operations, one function each, shared by the REST routes (routes.py) and the MCP tools
+(tools.py). Each takes the token's user and input its surface has already validated, runs its named
 statements, and returns rows or raises ApiError; the surfaces translate HTTP or JSON-RPC around it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from flask import current_app, url_for
+from flask import current_app
 from marshmallow import ValidationError
 
-from . import idempotency, listing, occurrences, tokens
-from .db import Database, Row
-from .errors import ApiError, invalid, not_found
-from .schemas import dump_task
+from ..platform import idempotency, sealing
+from ..platform.db import Row, current_database
+from ..platform.errors import ApiError, invalid
+from . import listing, writes
+from .errors import task_not_found
 
 log = logging.getLogger("todo_api.tasks")
 # Tombstones one forget_deletions call removes at most, so that a backlog (a user who deleted millions
@@ -42,50 +44,38 @@ class Written:
     next_occurrence: Row | None = None
 
 
-@dataclass(frozen=True)
-class IdempotencyKey:
-    """A create's Idempotency-Key and the hash of the body it came with."""
-
-    key: str
-    request_hash: str
-
-
-def database() -> Database:
-    return current_app.extensions["todo_api.db"]
-
-
 def _log_write(event: str, user_id: str, task_id: int) -> None:
     log.info(event, extra={"event": event, "task_id": task_id, "user_id": user_id})
 
 
 def _missing_or_moved(user_id: str, task_id: int, expected_versions: list[int] | None) -> ApiError:
     """A conditional write matched no row: 412 if the task exists at another version, else 404."""
-    if expected_versions is not None and database().fetch_one(
+    if expected_versions is not None and current_database().fetch_one(
         "get_task_version", {"user_id": user_id, "task_id": task_id}
     ):
         return ApiError(412)
-    return not_found()
+    return task_not_found()
 
 
 def list_tasks(user_id: str, options: dict[str, Any]) -> Page:
     """One page of the user's tasks for loaded ListQuerySchema `options`; 400 naming `cursor` for
     a cursor this listing did not issue."""
     query = listing.ListQuery(options)
-    codec = listing.CursorCodec(tokens.app_codec(), user_id)
+    codec = listing.CursorCodec(sealing.app_codec(), user_id)
     try:
         after = codec.decode(query, options["cursor"]) if options["cursor"] else None
     except ValidationError as error:
         raise invalid(error) from None
-    statement, params = listing.build_list_statement(database().queries["list_tasks"], query, after)
+    statement, params = listing.build_list_statement(current_database().queries["list_tasks"], query, after)
     limit = options["limit"]
     params = {**params, "user_id": user_id, "page_size": limit + 1}
     total = None
     prepare = False if query.plan_depends_on_values else None
     if not options["total"]:
-        rows = database().fetch_all(statement, params, prepare=prepare)
+        rows = current_database().fetch_all(statement, params, prepare=prepare)
     else:  # the page and its count from one snapshot
-        count_statement, count_params = listing.build_count_statement(database().queries["count_tasks"], query)
-        with database().transaction(one_snapshot=True) as run:
+        count_statement, count_params = listing.build_count_statement(current_database().queries["count_tasks"], query)
+        with current_database().transaction(one_snapshot=True) as run:
             rows = run.fetch_all(statement, params, prepare=prepare)
             count = run.fetch_one(count_statement, {**count_params, "user_id": user_id}, prepare=prepare)
         total = count["total"]  # type: ignore[index]
@@ -93,34 +83,41 @@ def list_tasks(user_id: str, options: dict[str, Any]) -> Page:
     return Page(page, codec.encode(query, page[-1]) if len(rows) > limit else None, total)
 
 
-def create_task(user_id: str, fields: dict[str, Any], key: IdempotencyKey | None = None) -> idempotency.Remembered:
-    """Insert a task from loaded TaskInputSchema `fields`; with a key, at most once per key. Returns
-    the create's answer: the new task's, or the one remembered for the key (409 if it cannot be)."""
-    params = {**fields, "user_id": user_id}
-    if key is None:
-        first = _created(database().fetch_one("insert_task", params))
-    else:  # claim the key, insert, and remember the answer, all or nothing
-        with database().transaction() as run:
-            remembered = idempotency.claim(run, user_id, key.key, key.request_hash)
-            if remembered is not None:
-                return remembered
-            first = _created(run.fetch_one("insert_task", params))
-            idempotency.remember(run, user_id, key.key, first)
-    _log_write("task.created", user_id, first.data["id"])
-    return first
-
-
-def _created(task: Row | None) -> idempotency.Remembered:
+def create_task(user_id: str, fields: dict[str, Any]) -> Row:
+    """Insert a task from loaded TaskInputSchema `fields`; returns it."""
+    task = current_database().fetch_one("insert_task", {**fields, "user_id": user_id})
     assert task is not None  # INSERT ... RETURNING returns the row
-    location = url_for("tasks.get_task", user_id=task["user_id"], task_id=task["id"])
-    return idempotency.Remembered(201, dump_task(task), location, f'"{task["version"]}"')
+    _log_write("task.created", user_id, task["id"])
+    return task
+
+
+def create_task_once(
+    user_id: str,
+    fields: dict[str, Any],
+    key: str,
+    request_hash: str,
+    answer: Callable[[Row], idempotency.Remembered],
+) -> idempotency.Remembered:
+    """create_task at most once per Idempotency-Key: the key claimed, the task inserted and `answer(task)`
+    (the surface's response) remembered, all or nothing. Returns that answer, or the one remembered
+    for the key by an earlier request with the same body (409 if it cannot be)."""
+    with current_database().transaction() as run:
+        remembered = idempotency.claim(run, user_id, key, request_hash)
+        if remembered is not None:
+            return remembered
+        task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
+        assert task is not None  # INSERT ... RETURNING returns the row
+        first = answer(task)
+        idempotency.remember(run, user_id, key, first)
+    _log_write("task.created", user_id, task["id"])
+    return first
 
 
 def get_task(user_id: str, task_id: int) -> Row:
     """One task of the user; 404 when the user has none with this id."""
-    task = database().fetch_one("get_task", {"user_id": user_id, "task_id": task_id})
+    task = current_database().fetch_one("get_task", {"user_id": user_id, "task_id": task_id})
     if task is None:
-        raise not_found()
+        raise task_not_found()
     return task
 
 
@@ -134,20 +131,12 @@ def update_task(
 ) -> Written:
     """Set the loaded `fields` (all writable ones for a replace, `partial=False`; some for a patch),
     if the version is one of `expected_versions` (None: any). Completing a recurring task creates
-    its next occurrence (occurrences.py). 400 (a patch that leaves a rule §5 refuses), 404, 412."""
+    its next occurrence (writes.py). 400 (a patch that leaves a rule §5 refuses), 404, 412."""
     # One statement when the task as written has no recurrence (most tasks); otherwise, if the
     # write may complete it or reshape its rule, the locked path that sees the stored task.
-    locked = occurrences.needs_stored_task(fields, partial=partial)
-    params = {field: fields.get(field) for field in occurrences.WRITABLE_FIELDS}
-    params.update(
-        user_id=user_id,
-        task_id=task_id,
-        fields=list(fields),
-        expected_versions=expected_versions,
-        next_id=None,
-        unless_recurring=locked,
-    )
-    task = database().fetch_one("update_task", params)
+    locked = writes.needs_stored_task(fields, partial=partial)
+    params = writes.update_params(user_id, task_id, fields, expected_versions, unless_recurring=locked)
+    task = current_database().fetch_one("update_task", params)
     if task is None and locked:
         return _write_locked(user_id, task_id, fields, expected_versions, partial, "task.updated")
     if task is None:
@@ -164,10 +153,10 @@ def _write_locked(
     partial: bool,
     event: str | None,
 ) -> Written:
-    """A write that must see the stored task, in one transaction (occurrences.write); logs it as
+    """A write that must see the stored task, in one transaction (writes.write_locked); logs it as
     `event` (None: completed or reopened, as it turned out) and the occurrence it created."""
-    with database().transaction() as run:
-        task, following = occurrences.write(run, user_id, task_id, fields, expected_versions, partial=partial)
+    with current_database().transaction() as run:
+        task, following = writes.write_locked(run, user_id, task_id, fields, expected_versions, partial=partial)
     _log_write(event or ("task.completed" if task["completed"] else "task.reopened"), user_id, task_id)
     if following is not None:
         _log_write("task.created", user_id, following["id"])
@@ -179,7 +168,7 @@ def complete_task(
 ) -> Written:
     """Set `completed`, or toggle it when None, if the version still matches; completing a recurring
     task creates its next occurrence. 404, 412."""
-    task = database().fetch_one(
+    task = current_database().fetch_one(
         "set_task_completed",
         {"user_id": user_id, "task_id": task_id, "completed": completed, "expected_versions": expected_versions},
     )
@@ -196,7 +185,7 @@ def delete_task(user_id: str, task_id: int, expected_versions: list[int] | None 
     Then forgets a batch of the user's deletions past the retention, if one is a day past it: users
     who never sync have them too."""
     params = {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
-    task = database().fetch_one("delete_task", {**params, "retention_days": _retention_days()})
+    task = current_database().fetch_one("delete_task", {**params, "retention_days": _retention_days()})
     if task is None:
         raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.deleted", user_id, task_id)
@@ -214,7 +203,7 @@ def forget_deletions(user_id: str) -> None:
     Retention). The caller's own work has committed by now: a failure here is logged, not raised, and
     the next sync or deletion of the user tries again."""
     try:
-        database().fetch_one(
+        current_database().fetch_one(
             "forget_deletions", {"user_id": user_id, "retention_days": _retention_days(), "batch": FORGET_BATCH}
         )
     except psycopg.Error as error:

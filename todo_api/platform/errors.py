@@ -1,7 +1,9 @@
-"""Every error becomes the envelope of API.md §2. The only module that knows status codes.
+"""Every error becomes the envelope of API.md §2: the one place errors are answered.
 
 Views raise ApiError (or a werkzeug HTTPException); these handlers answer. A handler starts from
-the exception's own response so headers such as `Allow` and `WWW-Authenticate` survive.
+the exception's own response so headers such as `Allow` and `WWW-Authenticate` survive. The codes
+and sentences here are HTTP's own; a feature raises ApiError with its code and message where it
+has one of its own (a 409 idempotency_conflict, a 410 sync_token_expired, "No such task.").
 """
 
 from __future__ import annotations
@@ -29,11 +31,8 @@ _CODES: dict[int, tuple[str, str]] = {
     403: ("forbidden", "The token's user may not access this resource."),
     404: ("not_found", "No such resource."),
     405: ("method_not_allowed", "This method is not allowed on this resource."),
-    409: ("idempotency_conflict", "This Idempotency-Key was used for a different request."),
-    410: (
-        "sync_token_expired",
-        "This sync token is older than the deletions still remembered: sync again without a token.",
-    ),
+    409: ("conflict", "The request conflicts with the resource's current state."),
+    410: ("gone", "This resource is no longer available."),
     412: ("precondition_failed", "The resource does not match If-Match."),
     413: ("payload_too_large", "The request body is larger than 64 KiB."),
     415: ("unsupported_media_type", "The request body must be application/json."),
@@ -42,7 +41,7 @@ _CODES: dict[int, tuple[str, str]] = {
 }
 
 
-# What gunicorn refuses before the app sees a request (todo_api/workers.py answers these). Its own
+# What gunicorn refuses before the app sees a request (workers.py answers these). Its own
 # message is not passed on: it quotes the raw request, which may hold a token.
 _REFUSALS: dict[int, tuple[str, str]] = {
     400: ("bad_request", "The request is not valid HTTP/1.1."),
@@ -105,7 +104,7 @@ def _flatten(messages: Any) -> list[str]:
     return [str(messages)]
 
 
-def not_found(message: str = "No such task.") -> ApiError:
+def not_found(message: str | None = None) -> ApiError:
     return ApiError(404, message)
 
 

@@ -20,6 +20,9 @@ from .db import Runner
 from .errors import ApiError, validation_error
 
 HEADER = "Idempotency-Key"
+CONFLICT = "idempotency_conflict"
+# Every named statement this module runs (sql/idempotency.sql): checked at start-up.
+QUERY_NAMES = ("claim_idempotency_key", "get_idempotent_response", "save_idempotent_response", "purge_idempotency_keys")
 # Expired keys a create forgets at most: each create adds one key, so the backlog only shrinks, and a
 # create after a burst of thousands of keys costs what any other does.
 PURGE_BATCH = 100
@@ -60,9 +63,9 @@ def claim(run: Runner, user_id: str, key: str, request_hash: str) -> Remembered 
         return None
     stored = run.fetch_one("get_idempotent_response", params)
     if stored is None or stored["status"] is None:  # expired or rolled back between the two statements
-        raise ApiError(409, "A request with this Idempotency-Key is still in flight; retry shortly.")
+        raise ApiError(409, "A request with this Idempotency-Key is still in flight; retry shortly.", code=CONFLICT)
     if stored["request_hash"] != request_hash:
-        raise ApiError(409)
+        raise ApiError(409, "This Idempotency-Key was used for a different request.", code=CONFLICT)
     return Remembered(stored["status"], stored["response"], stored["location"], stored["etag"])
 
 

@@ -44,7 +44,7 @@ _BYDAY = re.compile(r"^([+-]?[0-9]{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
 _UNTIL = re.compile(r"^([0-9]{8})(T[0-9]{6}Z)?$")
 # How many of dateutil's rebuilds (one per period for YEARLY and MONTHLY, one per month walked for
 # WEEKLY and DAILY) a search may take: about 40 years of a yearly or monthly rule, 10 of a weekly,
-# 4 of a daily one, each a few milliseconds at most.
+# 4 of a daily one (docs/recurring-tasks.md#bounded has what each costs).
 _STEP_BUDGET = {rrule.YEARLY: 40, rrule.MONTHLY: 480, rrule.WEEKLY: 120, rrule.DAILY: 48}
 # A rebuild looks at each day of its month (year) and places each BYDAY ordinal in each month it
 # spans: every so many placements cost one more step, so long ordinal lists get fewer steps.

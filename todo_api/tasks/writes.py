@@ -1,7 +1,10 @@
-"""Writes that must see the stored task (API.md §5): a PATCH of a recurrence's fields, checked as
-the task it leaves, and a completion, which creates the next occurrence of a recurring task.
+"""How a task is written: the parameters of `update_task` (built here only), and the writes that
+must see the stored task (API.md §5): a PATCH of a recurrence's fields, checked as the task it
+leaves, and a completion, which creates the next occurrence of a recurring task.
 
-Both run in one transaction that locks the task first (`lock_task`, SELECT ... FOR UPDATE): the
+Most writes are the one `update_task` statement, which leaves alone a task that has a recurrence
+when the write may complete it or reshape its rule (`unless_recurring`). Those, the locked writes,
+run in one transaction that locks the task first (`lock_task`, SELECT ... FOR UPDATE): the
 check and the write see the same row, and of two requests completing one task at the same moment
 the second waits, then finds `next_id` set and creates nothing. The successor is inserted before
 the completed task is written, so the task's version goes up once, with `next_id` in that write.
@@ -14,9 +17,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..platform.db import Row, Runner
+from ..platform.errors import ApiError, validation_error
 from . import recurrence
-from .db import Row, Runner
-from .errors import ApiError, not_found, validation_error
+from .errors import task_not_found
 from .schemas import recurrence_errors
 
 log = logging.getLogger("todo_api.tasks")
@@ -42,7 +46,29 @@ def needs_stored_task(fields: Mapping[str, Any], *, partial: bool) -> bool:
     return fields.get("completed", False) is not False or (partial and not RULE_FIELDS.isdisjoint(fields))
 
 
-def write(
+def update_params(
+    user_id: str,
+    task_id: int,
+    fields: Mapping[str, Any],
+    expected_versions: list[int] | None,
+    *,
+    next_id: int | None = None,
+    unless_recurring: bool = False,
+) -> dict[str, Any]:
+    """The parameters of `update_task` that set `fields` (the others keep their values)."""
+    params = {field: fields.get(field) for field in WRITABLE_FIELDS}
+    params.update(
+        user_id=user_id,
+        task_id=task_id,
+        fields=list(fields),
+        expected_versions=expected_versions,
+        next_id=next_id,
+        unless_recurring=unless_recurring,
+    )
+    return params
+
+
+def write_locked(
     run: Runner,
     user_id: str,
     task_id: int,
@@ -57,7 +83,7 @@ def write(
     recurrence its §5 rules refuse; PUT and POST bodies are checked by the schema."""
     stored = run.fetch_one("lock_task", {"user_id": user_id, "task_id": task_id})
     if stored is None:
-        raise not_found()
+        raise task_not_found()
     if expected_versions is not None and stored["version"] not in expected_versions:
         raise ApiError(412)
     if "completed" in fields and fields["completed"] is None:
@@ -68,16 +94,9 @@ def write(
     successor = None
     if task["completed"] and not stored["completed"] and task["recurrence"] and stored["next_id"] is None:
         successor = _insert_successor(run, task, now or datetime.now(UTC))
-    params = {field: fields.get(field) for field in WRITABLE_FIELDS}
-    params.update(
-        user_id=user_id,
-        task_id=task_id,
-        fields=list(fields),
-        expected_versions=None,  # checked above, on the locked row
-        next_id=successor["id"] if successor else None,
-        unless_recurring=False,
-    )
-    written = run.fetch_one("update_task", params)
+    next_id = successor["id"] if successor else None
+    # expected_versions=None: they were checked above, on the locked row
+    written = run.fetch_one("update_task", update_params(user_id, task_id, fields, None, next_id=next_id))
     assert written is not None  # the row is locked: it is still there
     return written, successor
 

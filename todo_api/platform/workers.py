@@ -53,11 +53,12 @@ from gunicorn.glogging import Logger
 from gunicorn.http.message import DEFAULT_MAX_HEADERFIELD_SIZE, MAX_HEADERS, Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from . import MAX_BODY_BYTES, request_log
 from .chunked import ChunkedBody
 from .config import load_settings
 from .envelope import encode_envelope
 from .errors import refusal
+from .http import MAX_BODY_BYTES
+from .logs import request_log
 
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")  # the parser refuses a bare LF at once: no need to wait for more
 HEAD_END_OVERLAP = 3  # a head's end split across reads starts at most this many bytes before the new ones

@@ -1,15 +1,23 @@
 """Marshmallow schemas: task input (strict types, NUL and unknown fields refused), task output,
-and list query parameters."""
+and the listing's query parameters. The one description of a task's fields: the REST routes and
+the MCP tools load with these, and the OpenAPI document and the tools' JSON Schemas come from them."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, missing, post_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from ..platform.fields import (
+    QueryArgsSchema,
+    ReadOnly,
+    StrictBoolean,
+    Text,
+    Timestamp,
+    format_timestamp,
+    parse_timestamp,
+)
 from . import recurrence
 
 PRIORITIES = ("none", "low", "medium", "high")
@@ -18,77 +26,6 @@ MAX_TAGS = 20
 MAX_TITLE_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_TAG_LENGTH = 50
-
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
-
-
-def format_timestamp(value: datetime | None) -> str | None:
-    """A timestamp as RFC 3339 in UTC with the Z suffix."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """RFC 3339 with an explicit offset; raises ValidationError for anything else."""
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise ValidationError("Must be an RFC 3339 timestamp with an offset, like 2026-12-01T09:00:00+01:00.")
-    try:
-        parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows `t` and `z`; Python 3.11 reads only `Z`
-    except ValueError:
-        raise ValidationError("Not a valid date and time.") from None
-    try:  # in UTC it must still fit years 1-9999, or the database hands back what Python cannot read
-        parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError("Must be between years 1 and 9999 in UTC.") from None
-    return parsed
-
-
-class Text(fields.String):
-    """A string that PostgreSQL can store: no NUL, no lone surrogate; optionally trimmed."""
-
-    def __init__(self, *, strip: bool = False, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.strip = strip
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in text:
-            raise ValidationError("Must not contain the NUL character.")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError("Must be valid Unicode text.") from None
-        return text.strip() if self.strip else text
-
-
-class StrictBoolean(fields.Boolean):
-    """true or false only: "yes", 1 and "true" are not booleans."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ValidationError("Not a valid boolean.")
-        return value
-
-
-class Timestamp(fields.Field):
-    """RFC 3339 with offset on input; UTC with Z on output."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        return parse_timestamp(value)
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return format_timestamp(value)
-
-
-class ReadOnly(fields.Field):
-    """A field the server owns: present in output, refused in input whatever its value, null included."""
-
-    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
-        # Field.deserialize would answer null itself ("may not be null", or None with allow_none).
-        if value is missing:
-            return missing
-        raise ValidationError("This field is read-only.")
 
 
 class RecurrenceRule(Text):
@@ -238,8 +175,8 @@ def _load_plain(body: dict[str, Any], *, partial: bool) -> dict[str, Any] | None
     needs no other (no recurrence rule: its checks span fields); None to let the schema load it.
 
     Most writes send a few plain fields (a title, a priority, tags, a due date), and marshmallow's
-    generic load costs ~30-60 us a request where this costs ~5. Every refusal, and so every error
-    message, still comes from the schema; tests/test_task_loading.py holds the two equal.
+    generic load costs several times what this does (docs/performance.md). Every refusal, and so every
+    error message, still comes from the schema; tests/test_task_loading.py holds the two equal.
     """
     if not body.keys() <= _PLAIN_FIELDS.keys() or (partial and not body) or (not partial and "title" not in body):
         return None  # read-only or unknown fields, an empty PATCH, a POST without a title
@@ -332,8 +269,9 @@ class TaskSchema(Schema):
 def dump_task(row: dict[str, Any]) -> dict[str, Any]:
     """TaskSchema().dump(row), written out: the hot path of every response that carries tasks.
 
-    TaskSchema stays the schema of record (the OpenAPI document is built from it) and a test holds
-    this function equal to it; marshmallow's generic dump costs ~30 us a task, this ~3 us.
+    TaskSchema stays the schema of record (the OpenAPI document is built from it); marshmallow's
+    generic dump, or one built from its fields, costs more a task (docs/performance.md). Tests hold
+    the two equal (tests/test_tasks.py) and the SQL's {task_columns} in its order (tests/test_sql.py).
     """
     return {
         "id": row["id"],
@@ -353,46 +291,6 @@ def dump_task(row: dict[str, Any]) -> dict[str, Any]:
         "updated_at": format_timestamp(row["updated_at"]),
         "version": row["version"],
     }
-
-
-def _comma_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",")]
-
-
-class QueryArgsSchema(Schema):
-    """Query parameters: unknown ones and ones given twice are errors naming them."""
-
-    class Meta:
-        unknown = RAISE
-
-    repeatable: tuple[str, ...] = ()
-    comma_lists: tuple[str, ...] = ()
-
-    def load_args(self, args: Any) -> dict[str, Any]:
-        """Load werkzeug MultiDict query args: names in `repeatable` may repeat, those in `comma_lists`
-        are comma lists, the rest come once; an integer `limit` is read as a number."""
-        raw: dict[str, Any] = {}
-        errors: dict[str, list[str]] = {}
-        for name, values in args.lists():
-            if name in self.repeatable:
-                raw[name] = values
-            elif len(values) > 1:
-                errors[name] = ["Give this parameter once."]
-            elif name in self.comma_lists:
-                raw[name] = _comma_list(values[0])
-            elif name == "limit":
-                digits = values[0].isascii() and values[0].isdigit()  # str.isdigit() also takes "²" and "٣"
-                raw[name] = int(values[0]) if digits and len(values[0]) < 6 else values[0]
-            else:
-                raw[name] = values[0]
-        try:
-            loaded = self.load(raw)
-        except ValidationError as error:
-            errors = {**error.normalized_messages(), **errors}  # type: ignore[dict-item]
-            raise ValidationError(errors) from None
-        if errors:
-            raise ValidationError(errors)
-        return loaded
 
 
 class ListQuerySchema(QueryArgsSchema):
@@ -433,22 +331,7 @@ class ListQuerySchema(QueryArgsSchema):
         return data
 
 
-class SyncQuerySchema(QueryArgsSchema):
-    """Query parameters of GET /api/{user_id}/sync (API.md §6)."""
-
-    token = fields.String(validate=validate.Length(min=1, max=200), load_default=None)
-    limit = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000), load_default=200)
-
-
-class DeletedTaskSchema(Schema):
-    """A deletion as sync reports it (sync.py writes it out; the OpenAPI document is built from this)."""
-
-    id = fields.Integer()
-    deleted_at = Timestamp()
-
-
 task_input = TaskInputSchema()
 task_patch = TaskPatchSchema()
 complete_input = CompleteSchema()
 list_query = ListQuerySchema()
-sync_query = SyncQuerySchema()

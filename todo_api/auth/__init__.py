@@ -1,0 +1,1 @@
+"""Who is calling: bearer-token verification (JWTs, JWKS), the decorator views use, and the /api/ guard."""
