@@ -319,6 +319,15 @@ def test_serve_on_a_port_in_use_exits_at_once_with_one_line_naming_port(tmp_path
     assert not data.exists(), "the embedded database was started"
 
 
+@pytest.mark.parametrize("port", ["abc", "80 80", "8000.5"])
+def test_serve_with_a_port_that_is_not_a_number_exits_with_one_line_naming_port(tmp_path, port):
+    data = tmp_path / "data"
+    result = todo_api("serve", env={"PORT": port, "TODO_API_DATA_DIR": str(data)}, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"PORT must be a TCP port (1-65535), got {port!r}: e.g. PORT=8001 make run"]
+    assert not data.exists(), "the embedded database was started"
+
+
 def test_serve_gives_the_embedded_database_the_defaults_so_its_log_starts_quiet(tmp_path):
     data, log_path, port = tmp_path / "data", tmp_path / "serve.log", free_port()
     checked = ("db.settings_are_defaults", "db.settings_per_transaction")

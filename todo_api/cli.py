@@ -227,6 +227,17 @@ def check_port(host: str, port: int) -> None:
             raise CommandError(f"cannot listen on {host}:{port} ({error.strerror}); {pick}") from None
 
 
+def _port(given: int | None) -> int:
+    """--port, else PORT, else 8000; a PORT that is not a number is one line, not a traceback."""
+    if given is not None:
+        return given
+    raw = os.environ.get("PORT", "").strip() or "8000"
+    try:
+        return int(raw)
+    except ValueError:
+        raise CommandError(f"PORT must be a TCP port (1-65535), got {raw!r}: e.g. PORT=8001 make run") from None
+
+
 def serve(host: str, port: int, workers: int | None) -> int:
     """Run gunicorn; with DATABASE_URL unset, on the embedded database (migrated first, and given the
     settings `set-db-defaults` gives, so the service runs on the fast path from the start)."""
@@ -286,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve_cmd = commands.add_parser("serve", help="run the API under gunicorn")
     serve_cmd.add_argument("--host", default="127.0.0.1")
-    serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    serve_cmd.add_argument("--port", type=int, default=None, help="default: PORT or 8000")
     serve_cmd.add_argument("--workers", type=int, default=None, help="default: WEB_CONCURRENCY or 2 x cores + 1")
 
     commands.add_parser("migrate", help="apply pending migrations")
@@ -311,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return serve(args.host, args.port, args.workers)
+            return serve(args.host, _port(args.port), args.workers)
         if args.command == "migrate":
             print(f"{migrate()} migration(s) applied")
         elif args.command == "rollback":
