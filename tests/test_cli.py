@@ -306,8 +306,8 @@ def test_serve_on_a_port_in_use_exits_at_once_with_one_line_naming_port(tmp_path
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        try:  # bounded: over within 5 s (gunicorn alone would retry the bind for 5 s, then fail)
-            result = todo_api("serve", "--port", str(port), env={"TODO_API_DATA_DIR": str(data)}, timeout=5)
+        try:  # bounded; one line tells it from gunicorn, which would retry the bind for 5 s with a line each
+            result = todo_api("serve", "--port", str(port), env={"TODO_API_DATA_DIR": str(data)}, timeout=60)
         finally:
             if data.exists():  # it started the embedded database after all: stop it
                 EmbeddedPostgres(data / "postgres").stop()
