@@ -11,10 +11,11 @@ import tempfile
 # Where each worker keeps its figures for /metrics to sum (prometheus_client's multiprocess mode). It
 # must be set before prometheus_client is imported, which picks its storage then: so before todo_api
 # is. A fresh private directory (0700) unless the operator gave one; the master removes the one it
-# made as it exits (on_exit). The marker survives a HUP, which runs this file again.
-OWN_METRICS_DIR = "TODO_API_OWN_METRICS_DIR"
+# made as it exits (on_exit), known by a marker file (a HUP runs this file again, the variable set).
+OWN_METRICS_DIR_MARKER = "made-by-todo-api"
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[OWN_METRICS_DIR] = tempfile.mkdtemp(prefix="todo-api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="todo-api-metrics-")
+    open(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], OWN_METRICS_DIR_MARKER), "x").close()
 try:
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], mode=0o700, exist_ok=True)
 except OSError as error:
@@ -104,9 +105,9 @@ def child_exit(server, worker):
 
 def on_exit(server):
     """Remove the PROMETHEUS_MULTIPROC_DIR this file made (an operator's own is left as it is)."""
-    own = os.environ.get(OWN_METRICS_DIR)
-    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        shutil.rmtree(own, ignore_errors=True)
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.path.exists(os.path.join(directory, OWN_METRICS_DIR_MARKER)):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def worker_exit(server, worker):
