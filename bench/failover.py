@@ -295,7 +295,7 @@ class MetricsWatch(threading.Thread):
                 elif sample.name == "todo_api_db_errors_total":
                     figures[sample.labels["kind"]] += sample.value
                 elif sample.name.startswith("todo_api_db_pool_"):
-                    figures[sample.name.removeprefix("todo_api_db_")] = sample.value
+                    figures[sample.name.removeprefix("todo_api_")] = sample.value  # db_pool_size, ...
         return figures
 
     def run(self) -> None:
@@ -316,7 +316,7 @@ class MetricsWatch(threading.Thread):
             if at < fault:
                 continue
             second = int(at - fault)
-            gained = {k: figures[k] - previous[k] for k in figures if not k.startswith("pool_")}
+            gained = {k: figures[k] - previous[k] for k in figures if not k.startswith("db_pool_")}
             for kind, count in gained.items():
                 if count:
                     seconds.setdefault(second, Counter())[kind] += count
@@ -327,7 +327,7 @@ class MetricsWatch(threading.Thread):
         )
         peaks = ", ".join(
             f"{gauge} max {max(figures[gauge] for _, figures in self.scrapes):.0f}"
-            for gauge in ("pool_size", "pool_in_use", "pool_waiting")
+            for gauge in ("db_pool_size", "db_pool_in_use", "db_pool_waiting")
         )
         return f"{len(self.scrapes)} scrapes; {steps or 'no 503 and no database error'}; {peaks}"
 
