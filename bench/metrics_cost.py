@@ -6,7 +6,7 @@ Sets PROMETHEUS_MULTIPROC_DIR (a fresh directory) before todo_api is imported, a
 does, so every figure is written to its memory-mapped file as under gunicorn. Starts a throwaway
 embedded PostgreSQL (migrated, `todo-api set-db-defaults` applied), builds two apps on it, one with
 METRICS_ENABLED=false, and sends GET /api/<user>/tasks/<id> through each one's Flask test client in
-interleaved rounds (on, off, on, off, ...), timed with `time.process_time()`; JSON log lines are
+interleaved rounds (on then off, off then on, ...), timed with `time.process_time()`; JSON log lines are
 formatted and written to /dev/null, as they are part of every request's cost. Prints the median CPU
 per request of each, their difference and ratio, and the after_request hook alone (metrics'
 observe_request, timed in a loop inside one request context), which is what the difference should be
@@ -107,9 +107,10 @@ def main() -> int:
         for client in clients.values():
             cpu_us_per_request(client, path, headers, 300)  # warm-up: pools, prepared statements
         results: dict[str, list[float]] = {"on": [], "off": []}
-        for _ in range(args.rounds):
-            for name, client in clients.items():
-                results[name].append(cpu_us_per_request(client, path, headers, args.requests))
+        for round_number in range(args.rounds):
+            order = ["on", "off"] if round_number % 2 == 0 else ["off", "on"]  # neither always goes first
+            for name in order:
+                results[name].append(cpu_us_per_request(clients[name], path, headers, args.requests))
         hook = statistics.median(hook_us(apps[0], path) for _ in range(args.rounds))
     finally:
         for app in apps:
