@@ -11,8 +11,11 @@ import time
 import pytest
 import requests
 from conftest import SECRET, make_token
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
+
+from todo_api.platform.metrics import REQUESTS
 
 pytestmark = pytest.mark.process
 
@@ -53,8 +56,21 @@ def requests_per_worker(directory: str) -> dict[int, float]:
     return counts
 
 
+def leave_stale_file(directory: str, count: float) -> None:
+    """A file as a worker of an earlier run would have left it: `count` requests on the listing route."""
+    os.makedirs(directory)
+    stale = MmapedDict(os.path.join(directory, "counter_999999.db"))
+    labels = list(ROUTE)
+    key = mmap_key("todo_api_http_requests", "todo_api_http_requests_total", labels, list(ROUTE.values()), "")
+    stale.write_value(key, count, 0.0)
+    stale.close()
+    assert requests_per_worker(directory) == {999999: count}
+    assert REQUESTS._labelnames == tuple(labels)
+
+
 def test_counts_add_up_across_two_workers(start_gunicorn, database_url, tmp_path):
     directory = str(tmp_path / "metrics")
+    leave_stale_file(directory, 1000)  # emptied as gunicorn starts: it must not count
     server = start_gunicorn(
         {"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET, "PROMETHEUS_MULTIPROC_DIR": directory}, workers=2
     )
@@ -77,6 +93,21 @@ def test_counts_add_up_across_two_workers(start_gunicorn, database_url, tmp_path
         assert figures["todo_api_db_pool_in_use"] >= 0
         assert figures["todo_api_db_pool_waiting"] >= 0
     assert server.stop() == 0
+    assert os.path.isdir(directory)  # the operator's directory stays
+
+
+def test_without_a_directory_gunicorn_makes_a_private_one_and_removes_it(start_gunicorn, database_url, tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    server = start_gunicorn({"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET, "TMPDIR": str(temporary)})
+    headers = {"Authorization": f"Bearer {make_token(USER)}"}
+    assert fresh_get(f"{server.url}/api/{USER}/tasks", headers=headers).status_code == 200
+    [made] = temporary.glob("todo-api-metrics-*")
+    assert made.stat().st_mode & 0o777 == 0o700
+    assert list(made.glob("counter_*.db"))
+    assert scrape(server)["requests"] == 1
+    assert server.stop() == 0
+    assert not list(temporary.glob("todo-api-metrics-*"))
 
 
 def test_a_dead_workers_counts_stay_and_its_pool_leaves_the_gauges(start_gunicorn, database_url, tmp_path):
