@@ -277,8 +277,7 @@ class Database:
         return {"size": pool.get_stats()["pool_size"], "in_use": self._in_use, "waiting": self._waiting}
 
     def _checkout(self, pool: ConnectionPool[PooledConnection]) -> PooledConnection:
-        """pool.getconn(), tallied for pool_stats: waiting until it returns, then in use (until
-        _connection hands it back)."""
+        """pool.getconn(), tallied for pool_stats: waiting until it returns, then in use until _checkin."""
         with self._tally_lock:
             self._waiting += 1
         got = False
@@ -290,6 +289,11 @@ class Database:
                 self._waiting -= 1
                 self._in_use += got
         return conn
+
+    def _checkin(self, pool: ConnectionPool[PooledConnection], conn: PooledConnection) -> None:
+        pool.putconn(conn)
+        with self._tally_lock:
+            self._in_use -= 1
 
     def discard_broken_connections(self) -> None:
         """After a connection was lost, test the idle ones so the next request gets a live one."""
@@ -329,9 +333,9 @@ class Database:
         conn = self._checkout(pool)
         if _closed_by_server(conn):
             conn.close()
-            pool.putconn(conn)  # discarded and replaced
+            self._checkin(pool, conn)  # discarded and replaced
             pool.check()
-            conn = pool.getconn()
+            conn = self._checkout(pool)
         try:
             conn.prepare_threshold = self._prepare_threshold
             yield conn
@@ -345,9 +349,7 @@ class Database:
             pool.drain()  # every connection to that server: closed now, or as it comes back
             raise ServerReadOnly("the database server is read-only (a failover?)") from error
         finally:
-            pool.putconn(conn)
-            with self._tally_lock:
-                self._in_use -= 1
+            self._checkin(pool, conn)
 
     def _watched(self, conn: PooledConnection, round_trip: Callable[..., None], *args: Any) -> None:
         """Run a round trip that may commit, under the watchdog: a commit whose wait for the synchronous
