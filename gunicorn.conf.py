@@ -13,13 +13,13 @@ import tempfile
 # is. A fresh private directory (0700) unless the operator gave one; the master removes the one it
 # made as it exits (on_exit), known by a marker file (a HUP runs this file again, the variable set).
 OWN_METRICS_DIR_MARKER = "made-by-todo-api"
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="todo-api-metrics-")
-    open(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], OWN_METRICS_DIR_MARKER), "x").close()
-try:
+try:  # a directory that cannot be made (a read-only file system, say) is one line, not a traceback
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="todo-api-metrics-")
+        open(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], OWN_METRICS_DIR_MARKER), "x").close()
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], mode=0o700, exist_ok=True)
 except OSError as error:
-    print(f"configuration error: PROMETHEUS_MULTIPROC_DIR cannot be made: {error.strerror}", file=sys.stderr)
+    print(f"configuration error: PROMETHEUS_MULTIPROC_DIR cannot be made: {error}", file=sys.stderr)
     sys.exit(2)
 
 from prometheus_client import multiprocess

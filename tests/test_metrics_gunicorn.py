@@ -6,15 +6,18 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
-from conftest import SECRET, make_token
+from conftest import SECRET, free_port, make_token
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from todo_api.cli import PROJECT_ROOT
 from todo_api.platform.metrics import REQUESTS
 
 pytestmark = pytest.mark.process
@@ -127,3 +130,27 @@ def test_a_dead_workers_counts_stay_and_its_pool_leaves_the_gauges(start_gunicor
     assert not glob.glob(os.path.join(directory, f"gauge_livesum_{victim}.db"))
     assert scrape(server)["requests"] == BATCH  # the dead worker's answers still count
     assert server.stop() == 0
+
+
+def test_a_metrics_directory_that_cannot_be_made_is_one_line_and_no_server(tmp_path, database_url):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "PROMETHEUS_MULTIPROC_DIR": str(blocker / "metrics"),
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("configuration error: PROMETHEUS_MULTIPROC_DIR cannot be made: ")
