@@ -1,5 +1,6 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app` (production, Dockerfile, todo-api serve)."""
 
+import atexit
 import glob
 import multiprocessing
 import os
@@ -11,12 +12,19 @@ import tempfile
 # Where each worker keeps its figures for /metrics to sum (prometheus_client's multiprocess mode). It
 # must be set before prometheus_client is imported, which picks its storage then: so before todo_api
 # is. A fresh private directory (0700) unless the operator gave one; the master removes the one it
-# made as it exits (on_exit), known by a marker file (a HUP runs this file again, the variable set).
-OWN_METRICS_DIR_MARKER = "made-by-todo-api"
+# made as it exits, however it exits (a HUP runs this file again, with the variable set by then).
+
+
+def _remove_metrics_dir(directory, master_pid):
+    """atexit, in the master only: the workers it forked inherit the handler and must leave the directory be."""
+    if os.getpid() == master_pid:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 try:  # a directory that cannot be made (a read-only file system, say) is one line, not a traceback
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="todo-api-metrics-")
-        open(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], OWN_METRICS_DIR_MARKER), "x").close()
+        atexit.register(_remove_metrics_dir, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], mode=0o700, exist_ok=True)
 except OSError as error:
     print(f"configuration error: PROMETHEUS_MULTIPROC_DIR cannot be made: {error}", file=sys.stderr)
@@ -101,13 +109,6 @@ def child_exit(server, worker):
     """A worker gone (stopped, killed, recycled): its pool gauges no longer count in /metrics' sums.
     Its counters still do, so that totals never go down."""
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    """Remove the PROMETHEUS_MULTIPROC_DIR this file made (an operator's own is left as it is)."""
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    if os.path.exists(os.path.join(directory, OWN_METRICS_DIR_MARKER)):
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def worker_exit(server, worker):

@@ -90,13 +90,14 @@ def test_requests_gunicorn_refuses_are_answered_in_the_envelope(
     assert "secret-token-value" not in log and "xxxx" not in log
 
 
-def test_gunicorn_runs_the_api_worker_and_a_logger_that_skips_the_access_log(monkeypatch):
+def test_gunicorn_runs_the_api_worker_and_a_logger_that_skips_the_access_log(monkeypatch, tmp_path):
     """OPERATIONS.md: gunicorn's access log is off. AppLogger does not even build its fields."""
     from gunicorn.config import Config
 
     from todo_api.platform.workers import AppLogger
 
     monkeypatch.setenv("BETTER_AUTH_SECRET", SECRET)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # else it makes one, and sets it for good
     settings = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
     assert settings["worker_class"] == "todo_api.platform.workers.ApiThreadWorker"
     assert settings["logger_class"] == "todo_api.platform.workers.AppLogger"

@@ -18,7 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from todo_api.cli import PROJECT_ROOT
-from todo_api.platform.metrics import REQUESTS
+from todo_api.platform.metrics import REQUEST_LABELS
 
 pytestmark = pytest.mark.process
 
@@ -63,12 +63,11 @@ def leave_stale_file(directory: str, count: float) -> None:
     """A file as a worker of an earlier run would have left it: `count` requests on the listing route."""
     os.makedirs(directory)
     stale = MmapedDict(os.path.join(directory, "counter_999999.db"))
-    labels = list(ROUTE)
-    key = mmap_key("todo_api_http_requests", "todo_api_http_requests_total", labels, list(ROUTE.values()), "")
+    assert tuple(ROUTE) == REQUEST_LABELS
+    key = mmap_key("todo_api_http_requests", "todo_api_http_requests_total", list(ROUTE), list(ROUTE.values()), "")
     stale.write_value(key, count, 0.0)
     stale.close()
     assert requests_per_worker(directory) == {999999: count}
-    assert REQUESTS._labelnames == tuple(labels)
 
 
 def test_counts_add_up_across_two_workers(start_gunicorn, database_url, tmp_path):

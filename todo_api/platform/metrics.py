@@ -24,6 +24,7 @@ collector whose `collect()` runs at scrape time (docs/metrics.md).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -32,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
+from .config import ConfigError
 from .db import Database
 
 bp = Blueprint("metrics", __name__)
@@ -44,52 +46,61 @@ DATABASE_ERROR_KINDS = ("unavailable", "timeout", "pool_timeout", "read_only", "
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 POOL_SAMPLE_SECONDS = 1.0
 
-_PROCESS_REGISTRY = CollectorRegistry()  # this process's figures, scraped as they are without gunicorn
+REQUEST_LABELS = ("route", "method", "status")
 
-REQUESTS = Counter(
-    "todo_api_http_requests",
-    "HTTP requests answered, by route template, method and status.",
-    ["route", "method", "status"],
-    registry=_PROCESS_REGISTRY,
-)
-LATENCY = Histogram(
-    "todo_api_http_request_duration_seconds",
-    "Time from the request's start in the app to its answer, by route template and method.",
-    ["route", "method"],
-    buckets=LATENCY_BUCKETS,
-    registry=_PROCESS_REGISTRY,
-)
-DATABASE_ERRORS = Counter(
-    "todo_api_db_errors",
-    "Database errors answered 503, by kind.",
-    ["kind"],
-    registry=_PROCESS_REGISTRY,
-)
-# livesum: the sum over the workers alive now (a dead worker's files are dropped in child_exit).
-POOL_SIZE = Gauge(
-    "todo_api_db_pool_size",
-    "Connections the pools hold (open or opening).",
-    multiprocess_mode="livesum",
-    registry=_PROCESS_REGISTRY,
-)
-POOL_IN_USE = Gauge(
-    "todo_api_db_pool_in_use",
-    "Connections lent to requests.",
-    multiprocess_mode="livesum",
-    registry=_PROCESS_REGISTRY,
-)
-POOL_WAITING = Gauge(
-    "todo_api_db_pool_waiting",
-    "Requests waiting for a connection.",
-    multiprocess_mode="livesum",
-    registry=_PROCESS_REGISTRY,
-)
 
-# labels() checks and locks on every call; a request needs only a dict lookup (bounded: the routes,
-# METHODS and the statuses the app answers).
-_request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
-# Every kind shows from the start, at 0, so a rate over it has a baseline.
-_database_errors = {kind: DATABASE_ERRORS.labels(kind) for kind in DATABASE_ERROR_KINDS}
+class Figures:
+    """This process's metrics. Made by the first app that serves them (`init_app`), not at import:
+    with PROMETHEUS_MULTIPROC_DIR set each one writes a file there, and a process that only imports
+    todo_api (todo-api migrate, gunicorn's master) must leave that directory alone."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()  # scraped as it is without gunicorn
+        self.requests = Counter(
+            "todo_api_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            REQUEST_LABELS,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "todo_api_http_request_duration_seconds",
+            "Time from the request's start in the app to its answer, by route template and method.",
+            REQUEST_LABELS[:2],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        database_errors = Counter(
+            "todo_api_db_errors", "Database errors answered 503, by kind.", ["kind"], registry=self.registry
+        )
+        # Every kind shows from the start, at 0, so a rate over it has a baseline.
+        self.database_errors = {kind: database_errors.labels(kind) for kind in DATABASE_ERROR_KINDS}
+        # livesum: the sum over the workers alive now (a dead worker's files are dropped in child_exit).
+        self.pool_size, self.pool_in_use, self.pool_waiting = (
+            Gauge(name, help_text, multiprocess_mode="livesum", registry=self.registry)
+            for name, help_text in (
+                ("todo_api_db_pool_size", "Connections the pools hold (open or opening)."),
+                ("todo_api_db_pool_in_use", "Connections lent to requests."),
+                ("todo_api_db_pool_waiting", "Requests waiting for a connection."),
+            )
+        )
+        # labels() checks and locks on every call; a request needs only a dict lookup (bounded: the
+        # routes, METHODS and the statuses the app answers).
+        self.request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+
+_figures: Figures | None = None
+_figures_lock = threading.Lock()
+
+
+def _make_figures() -> Figures:
+    """This process's Figures, made on first call."""
+    global _figures
+    with _figures_lock:
+        if _figures is None:
+            if MULTIPROCESS and not os.path.isdir(os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")):
+                raise ConfigError("PROMETHEUS_MULTIPROC_DIR", "is not a directory (gunicorn.conf.py makes one)")
+            _figures = Figures()
+        return _figures
 
 
 class Metrics:
@@ -105,6 +116,7 @@ def init_app(app: Flask, enabled: bool) -> None:
     """The route and the per-request hook, where metrics are on; `add_collector` works either way."""
     app.extensions["todo_api.metrics"] = Metrics(enabled)
     if enabled:
+        _make_figures()
         app.after_request(observe_request)
         app.register_blueprint(bp)
 
@@ -121,25 +133,29 @@ def observe_request(response: Response) -> Response:
     route = rule.rule if rule is not None else UNMATCHED
     method = request.method if request.method in METHODS else "other"
     key = (route, method, str(response.status_code))
-    series = _request_series.get(key)
+    figures: Figures = _figures  # type: ignore[assignment]  # made by init_app, which added this hook
+    series = figures.request_series.get(key)
     if series is None:
-        series = _request_series[key] = (REQUESTS.labels(*key), LATENCY.labels(route, method))
+        series = figures.request_series[key] = (figures.requests.labels(*key), figures.latency.labels(route, method))
     series[0].inc()
     series[1].observe(time.perf_counter() - g.started)
     return response
 
 
 def count_database_error(kind: str) -> None:
-    """One more database error of `kind` (one of DATABASE_ERROR_KINDS) answered 503."""
-    _database_errors[kind].inc()
+    """One more database error of `kind` (one of DATABASE_ERROR_KINDS) answered 503; nothing where
+    no app has metrics on."""
+    if _figures is not None:
+        _figures.database_errors[kind].inc()
 
 
 def sample_pool(database: Database) -> None:
     """Copy this process's pool figures into the gauges (zeros while it has no pool open)."""
     stats = database.pool_stats()
-    POOL_SIZE.set(stats["size"])
-    POOL_IN_USE.set(stats["in_use"])
-    POOL_WAITING.set(stats["waiting"])
+    figures: Figures = _figures  # type: ignore[assignment]  # made by init_app, before any sampling
+    figures.pool_size.set(stats["size"])
+    figures.pool_in_use.set(stats["in_use"])
+    figures.pool_waiting.set(stats["waiting"])
 
 
 def start_pool_sampling(app: Flask) -> None:
@@ -168,6 +184,6 @@ def scrape() -> Response:
         multiprocess.MultiProcessCollector(workers)
         body = generate_latest(workers)
     else:
-        body = generate_latest(_PROCESS_REGISTRY)
+        body = generate_latest(_make_figures().registry)
     body += generate_latest(current_app.extensions["todo_api.metrics"].added)
     return current_app.response_class(body, content_type=CONTENT_TYPE_PLAIN_0_0_4)
