@@ -20,6 +20,7 @@ from ..platform import health
 from ..platform.apidoc import BEARER, add_shared_components, errors, json_content
 from ..sync import openapi as sync_openapi
 from ..tasks import openapi as task_openapi
+from ..webhooks import openapi as webhook_openapi
 
 # The files /docs loads from the Swagger UI distribution, and nothing else from that folder.
 DOCS_ASSETS = {
@@ -131,6 +132,7 @@ def _add_docs_paths(spec: APISpec, converter: Any) -> None:
 # In the order the document shows them (its tags follow it).
 DECLARATIONS = (
     task_openapi.add_to_spec,
+    webhook_openapi.add_to_spec,
     sync_openapi.add_to_spec,
     health.add_to_spec,
     _add_docs_paths,

@@ -28,6 +28,22 @@ class ConfigError(Exception):
         self.variable = variable
 
 
+# API.md §10: retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h.
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """WEBHOOK_*: what the API checks a webhook's url against, and how `todo-api deliver` delivers."""
+
+    timeout_seconds: float = 10.0
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    retention_days: int = 7
+    allow_http: bool = False
+    allow_private: bool = False
+    concurrency: int = 8
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -50,6 +66,7 @@ class Settings:
     sync_retention_days: int = 30
     request_head_timeout_seconds: float = 5.0
     request_body_timeout_seconds: float = 10.0
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     # JWKS cache tuning (see jwks.JwksCache); not read from the environment, tests shorten them.
     jwks_max_age_seconds: float = 300.0
     jwks_cooldown_seconds: float = 10.0
@@ -195,6 +212,35 @@ def statement_timeout_ms(env: Mapping[str, str] | None = None) -> int:
     return _int(os.environ if env is None else env, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000)
 
 
+def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
+    raw = _text(env, "WEBHOOK_RETRY_SCHEDULE")
+    if raw is None:
+        return DEFAULT_RETRY_SCHEDULE
+    try:
+        steps = tuple(float(step) for step in raw.split(","))
+    except ValueError:
+        steps = ()
+    if not steps or not all(0 < step <= 86400 for step in steps):
+        raise ConfigError(
+            "WEBHOOK_RETRY_SCHEDULE",
+            f"must be comma-separated seconds, each more than 0 and at most 86400, got {raw!r}",
+        )
+    return steps
+
+
+def webhook_settings(env: Mapping[str, str] | None = None) -> WebhookSettings:
+    """WEBHOOK_* alone, validated: `todo-api deliver` needs no auth configuration."""
+    env = os.environ if env is None else env
+    return WebhookSettings(
+        timeout_seconds=_seconds(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        retry_schedule=_retry_schedule(env),
+        retention_days=_int(env, "WEBHOOK_RETENTION_DAYS", 7, 1, 3650),
+        allow_http=_boolean(env, "WEBHOOK_ALLOW_HTTP", False),
+        allow_private=_boolean(env, "WEBHOOK_ALLOW_PRIVATE", False),
+        concurrency=_int(env, "WEBHOOK_CONCURRENCY", 8, 1, 256),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise ConfigError on the first bad variable."""
     env = os.environ if env is None else env
@@ -255,4 +301,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sync_retention_days=_int(env, "SYNC_RETENTION_DAYS", 30, 1, 36500),
         request_head_timeout_seconds=_seconds(env, "REQUEST_HEAD_TIMEOUT_SECONDS", 5.0),
         request_body_timeout_seconds=_seconds(env, "REQUEST_BODY_TIMEOUT_SECONDS", 10.0),
+        webhooks=webhook_settings(env),
     )
