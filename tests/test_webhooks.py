@@ -35,8 +35,11 @@ class Hooks:
 
 
 @pytest.fixture
-def hooks(api):
-    return Hooks(api)
+def hooks(api, conn):
+    """The user's webhooks, removed afterwards (with their deliveries): a delivery process started
+    later in the session must find nothing to send to these made-up hosts."""
+    yield Hooks(api)
+    conn.execute("DELETE FROM webhooks WHERE user_id = %s", [api.user_id])
 
 
 def deliveries(conn, user_id: str) -> list[dict]:
@@ -132,7 +135,7 @@ def test_an_eleventh_webhook_is_a_409_limit_exceeded(hooks, conn):
     )
 
 
-def test_http_and_private_addresses_are_allowed_only_where_configured(database_url):
+def test_http_and_private_addresses_are_allowed_only_where_configured(database_url, conn):
     settings = make_settings(database_url)
     settings = type(settings)(
         **{**settings.__dict__, "webhooks": type(settings.webhooks)(allow_http=True, allow_private=True)}
@@ -148,6 +151,7 @@ def test_http_and_private_addresses_are_allowed_only_where_configured(database_u
         assert response.status_code == 201, response.json
     finally:
         app.extensions["todo_api.db"].close()
+        conn.execute("DELETE FROM webhooks WHERE user_id = %s", [user_id])
 
 
 def test_patch_changes_fields_bumps_the_version_and_honours_if_match(hooks):

@@ -1,4 +1,4 @@
-"""The `todo-api` command: serve, migrate, rollback, set-db-defaults, seed, token (OPERATIONS.md)."""
+"""The `todo-api` command: serve, migrate, rollback, set-db-defaults, seed, token, deliver (OPERATIONS.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,15 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .platform.config import ConfigError, database_url, load_settings, statement_timeout_ms
+from .platform import logs
+from .platform.config import (
+    ConfigError,
+    database_url,
+    load_settings,
+    log_settings,
+    statement_timeout_ms,
+    webhook_settings,
+)
 from .platform.db import defaults_hold
 from .platform.embedded import EmbeddedPostgres
 
@@ -288,6 +296,34 @@ def serve(host: str, port: int, workers: int | None) -> int:
             embedded.stop()
 
 
+# --- deliver ---------------------------------------------------------------------------------
+
+
+def deliver() -> int:
+    """Run the webhook delivery process until SIGTERM or SIGINT; then finish or hand back the attempts
+    in flight (within WEBHOOK_TIMEOUT_SECONDS + 5 s) and return 0."""
+    import threading
+
+    from .webhooks.deliver import Deliverer, open_database
+
+    settings = webhook_settings()
+    logs.configure_logging(*log_settings())
+    database = open_database(_database_url(), settings, statement_timeout_ms())
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"delivering webhooks ({settings.concurrency} at once)", file=sys.stderr)
+    try:
+        Deliverer(database, settings).run(stop)
+    finally:
+        database.close()
+    return 0
+
+
 # --- the command line ------------------------------------------------------------------------
 
 
@@ -312,6 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     seed_cmd.add_argument("--users", type=int, default=3)
     seed_cmd.add_argument("--tasks", type=int, default=20)
 
+    commands.add_parser("deliver", help="send webhook deliveries and due reminders until stopped")
+
     token_cmd = commands.add_parser("token", help="print an HS256 token for a user")
     token_cmd.add_argument("user_id")
     token_cmd.add_argument("--ttl", type=parse_ttl, default=timedelta(hours=1), help="e.g. 15m, 1h, 7d (default 1h)")
@@ -323,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args.host, _port(args.port), args.workers)
+        if args.command == "deliver":
+            return deliver()
         if args.command == "migrate":
             print(f"{migrate()} migration(s) applied")
         elif args.command == "rollback":

@@ -228,6 +228,18 @@ def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
     return steps
 
 
+def log_settings(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """LOG_LEVEL and LOG_FORMAT alone, validated: for commands that need no auth configuration."""
+    env = os.environ if env is None else env
+    log_level = (_text(env, "LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
+    log_format = (_text(env, "LOG_FORMAT") or "json").lower()
+    if log_format not in ("json", "text"):
+        raise ConfigError("LOG_FORMAT", f"must be json or text, got {log_format!r}")
+    return log_level, log_format
+
+
 def webhook_settings(env: Mapping[str, str] | None = None) -> WebhookSettings:
     """WEBHOOK_* alone, validated: `todo-api deliver` needs no auth configuration."""
     env = os.environ if env is None else env
@@ -271,12 +283,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if max_size < min_size:
         raise ConfigError("DB_POOL_MAX_SIZE", f"must be at least DB_POOL_MIN_SIZE ({min_size})")
 
-    log_level = (_text(env, "LOG_LEVEL") or "INFO").upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
-    log_format = (_text(env, "LOG_FORMAT") or "json").lower()
-    if log_format not in ("json", "text"):
-        raise ConfigError("LOG_FORMAT", f"must be json or text, got {log_format!r}")
+    log_level, log_format = log_settings(env)
 
     origins = _origins(env)
 
