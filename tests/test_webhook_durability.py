@@ -1,0 +1,183 @@
+"""Nothing lost (API.md §10): events written while `todo-api deliver` is stopped, and while it is
+killed with SIGKILL in the middle of an attempt, all arrive once it runs again, each webhook-id
+delivered and verified by a real receiver; SIGTERM lets the attempt in flight finish and exits 0."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_ROOT, make_settings, make_token, unguarded
+from webhook_receiver import Answer, Receiver, running_receiver
+
+from todo_api import create_app
+from todo_api.platform.config import WebhookSettings
+
+pytestmark = pytest.mark.process
+TIMEOUT_SECONDS = 1
+
+
+@pytest.fixture(scope="module")
+def dev_app(database_url):
+    settings = WebhookSettings(allow_http=True, allow_private=True)
+    app = create_app(dataclasses.replace(make_settings(database_url), webhooks=settings), configure_logs=False)
+    yield app
+    app.extensions["todo_api.db"].close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as running:
+        yield running
+
+
+class DeliverProcess:
+    """`todo-api deliver` as its own process, as production runs it."""
+
+    def __init__(self, database_url: str, log_path: Path):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BETTER_AUTH", "WEBHOOK_"))}
+        env.update(
+            DATABASE_URL=unguarded(database_url),  # the process scans every user (docs/webhooks.md)
+            WEBHOOK_ALLOW_HTTP="true",
+            WEBHOOK_ALLOW_PRIVATE="true",
+            WEBHOOK_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
+            WEBHOOK_RETRY_SCHEDULE="0.5,0.5,0.5",
+        )
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "todo_api.cli", "deliver"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = TIMEOUT_SECONDS + 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_deliver(database_url, tmp_path) -> Iterator:
+    started: list[DeliverProcess] = []
+
+    def start() -> DeliverProcess:
+        process = DeliverProcess(database_url, tmp_path / "deliver.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGKILL)
+
+
+class User:
+    def __init__(self, app, conn):
+        self.user_id = f"user-{uuid.uuid4().hex[:12]}"
+        self.client = app.test_client()
+        self.headers = {"Authorization": f"Bearer {make_token(self.user_id)}"}
+        self.conn = conn
+
+    def call(self, method: str, path: str, **kwargs):
+        response = self.client.open(f"/api/{self.user_id}{path}", method=method, headers=self.headers, **kwargs)
+        assert response.status_code < 300, response.json
+        return response.json["data"]
+
+    def write_tasks(self, count: int) -> None:
+        """Creates, updates, completions and deletions: every kind of event."""
+        for number in range(count):
+            task = self.call("POST", "/tasks", json={"title": f"task {number}"})
+            if number % 3 == 1:
+                self.call("PATCH", f"/tasks/{task['id']}", json={"priority": "high"})
+            if number % 3 == 2:
+                self.call("PATCH", f"/tasks/{task['id']}/complete")
+                self.call("DELETE", f"/tasks/{task['id']}")
+
+    def deliveries(self) -> dict[str, str]:
+        rows = self.conn.execute(
+            "SELECT id, status FROM webhook_deliveries WHERE user_id = %s", [self.user_id]
+        ).fetchall()
+        return {str(row["id"]): row["status"] for row in rows}
+
+
+@pytest.fixture
+def user(dev_app, conn) -> Iterator[User]:
+    created = User(dev_app, conn)
+    yield created
+    conn.execute("DELETE FROM webhooks WHERE user_id = %s", [created.user_id])
+
+
+def everything_arrived(user: User, receiver: Receiver) -> bool:
+    stored = user.deliveries()
+    return bool(stored) and set(stored) <= set(receiver.ids()) and set(stored.values()) == {"succeeded"}
+
+
+def verify_all(receiver: Receiver, secret: str) -> None:
+    for request in receiver.received:
+        request.verify(secret)
+
+
+def test_writes_made_while_deliver_is_stopped_all_arrive_when_it_starts(user, receiver, start_deliver):
+    webhook = user.call("POST", "/webhooks", json={"url": receiver.url + "/hook", "events": ["*"]})
+    user.write_tasks(12)
+    assert receiver.received == []  # nothing delivers yet: the events wait in PostgreSQL
+    stored = user.deliveries()
+    assert len(stored) == 12 + 4 + 4 * 2 and set(stored.values()) == {"pending"}
+    process = start_deliver()
+    receiver.wait_for(lambda: everything_arrived(user, receiver))
+    assert set(receiver.ids()) == set(stored)
+    verify_all(receiver, webhook["secret"])
+    assert process.stop() == 0
+
+
+def test_a_delivery_process_killed_mid_attempt_loses_nothing(user, receiver, start_deliver):
+    webhook = user.call("POST", "/webhooks", json={"url": receiver.url + "/hook", "events": ["*"]})
+    held = threading.Event()
+    release = threading.Event()
+
+    def answer(request) -> Answer:
+        if not held.is_set():  # the first attempt hangs until the process is killed
+            held.set()
+            release.wait(30)
+        return Answer(200)
+
+    receiver.answer = answer
+    process = start_deliver()
+    user.write_tasks(6)
+    receiver.wait_for(held.is_set)
+    process.stop(signal.SIGKILL)
+    user.write_tasks(6)  # written while no delivery process runs
+    release.set()
+    start_deliver()
+    receiver.wait_for(lambda: everything_arrived(user, receiver), timeout=60)
+    assert set(receiver.ids()) == set(user.deliveries())  # each webhook-id delivered, none missing
+    verify_all(receiver, webhook["secret"])
+
+
+def test_sigterm_lets_the_attempt_in_flight_finish_and_exits_0(user, receiver, start_deliver):
+    user.call("POST", "/webhooks", json={"url": receiver.url, "events": ["task.created"]})
+    receiver.answer = lambda _request: Answer(200, delay=TIMEOUT_SECONDS / 2)
+    process = start_deliver()
+    user.call("POST", "/tasks", json={"title": "in flight"})
+    receiver.wait_for(lambda: len(receiver.received) == 1)
+    started = time.monotonic()
+    assert process.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < TIMEOUT_SECONDS + 10
+    assert set(user.deliveries().values()) == {"succeeded"}
