@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/todo-api serve
+	$(BIN)/todo-api serve --deliver
 
 test: $(STAMP) lint
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)

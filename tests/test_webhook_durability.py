@@ -5,6 +5,7 @@ delivered and verified by a real receiver; SIGTERM lets the attempt in flight fi
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -181,3 +182,56 @@ def test_sigterm_lets_the_attempt_in_flight_finish_and_exits_0(user, receiver, s
     assert process.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < TIMEOUT_SECONDS + 10
     assert set(user.deliveries().values()) == {"succeeded"}
+
+
+def test_serve_with_deliver_runs_the_delivery_process_beside_gunicorn(database_url, receiver, tmp_path, conn):
+    """What `make run` runs: a webhook registered and a task created over HTTP arrive at the receiver."""
+    import requests
+    from conftest import SECRET, free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BETTER_AUTH", "WEBHOOK_", "PORT"))}
+    env.update(
+        DATABASE_URL=unguarded(database_url),
+        BETTER_AUTH_SECRET=SECRET,
+        WEBHOOK_ALLOW_HTTP="true",
+        WEBHOOK_ALLOW_PRIVATE="true",
+        TODO_API_DATA_DIR=str(tmp_path / "data"),
+    )
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "todo_api.cli", "serve", "--deliver", "--port", str(port), "--workers", "1"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    user_id = f"user-{uuid.uuid4().hex[:12]}"
+    base = f"http://127.0.0.1:{port}/api/{user_id}"
+    headers = {"Authorization": f"Bearer {make_token(user_id)}"}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, log_path.read_text()[-2000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()[-2000:]
+            time.sleep(0.1)
+        hook = requests.post(
+            base + "/webhooks", json={"url": receiver.url, "events": ["*"]}, headers=headers, timeout=5
+        )
+        assert hook.status_code == 201, hook.text
+        assert requests.post(base + "/tasks", json={"title": "pushed"}, headers=headers, timeout=5).status_code == 201
+        receiver.wait_for(lambda: len(receiver.received) == 1)
+        assert receiver.received[0].verify(hook.json()["data"]["secret"])["type"] == "task.created"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        conn.execute("DELETE FROM webhooks WHERE user_id = %s", [user_id])
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    attempts = [line for line in lines if line.get("event") == "webhook.attempt" and line["user_id"] == user_id]
+    assert [attempt["status"] for attempt in attempts] == [200]  # one line per attempt, from the delivery process

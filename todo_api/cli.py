@@ -246,9 +246,10 @@ def _port(given: int | None) -> int:
         raise CommandError(f"PORT must be a TCP port (1-65535), got {raw!r}: e.g. PORT=8001 make run") from None
 
 
-def serve(host: str, port: int, workers: int | None) -> int:
+def serve(host: str, port: int, workers: int | None, with_deliver: bool = False) -> int:
     """Run gunicorn; with DATABASE_URL unset, on the embedded database (migrated first, and given the
-    settings `set-db-defaults` gives, so the service runs on the fast path from the start)."""
+    settings `set-db-defaults` gives, so the service runs on the fast path from the start). With
+    `with_deliver` (make run), `todo-api deliver` runs beside it on the same database and stops with it."""
     check_port(host, port)  # before anything starts or says it serves
     env = dict(os.environ)
     embedded = None
@@ -282,15 +283,22 @@ def serve(host: str, port: int, workers: int | None) -> int:
         "wsgi:app",
     ]
     server = subprocess.Popen(command, env=env)
+    children = [server]
+    if with_deliver:
+        children.append(subprocess.Popen([sys.executable, "-m", "todo_api.cli", "deliver"], env=env))
 
     def forward(signum: int, _frame: object) -> None:
-        server.send_signal(signum)
+        for child in children:
+            child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     try:
         return server.wait()
     finally:
+        for child in children[1:]:  # the delivery process ends with the server (it exits 0 on SIGTERM)
+            child.terminate()
+            child.wait(timeout=webhook_settings(env).timeout_seconds + 10)
         if embedded is not None:
             time.sleep(0.1)
             embedded.stop()
@@ -335,6 +343,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=None, help="default: PORT or 8000")
     serve_cmd.add_argument("--workers", type=int, default=None, help="default: WEB_CONCURRENCY or 2 x cores + 1")
+    serve_cmd.add_argument("--deliver", action="store_true", help="also run `todo-api deliver` beside it (make run)")
 
     commands.add_parser("migrate", help="apply pending migrations")
     rollback_cmd = commands.add_parser("rollback", help="roll back the latest migrations")
@@ -360,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return serve(args.host, _port(args.port), args.workers)
+            return serve(args.host, _port(args.port), args.workers, args.deliver)
         if args.command == "deliver":
             return deliver()
         if args.command == "migrate":
