@@ -4,6 +4,10 @@
 -- delivery process (`todo-api deliver`) reads the outbox. docs/webhooks.md has the design.
 -- depends: 0008.distribute-by-user
 
+-- Citus: one connection per node for the whole migration, so that the functions created after the
+-- tables may follow their DDL (harmless on plain PostgreSQL: a custom setting nobody reads).
+SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
+
 -- webhooks.id: numbers from a sequence rather than an identity, as tasks (0008: Citus and identities).
 CREATE SEQUENCE webhooks_id_seq AS bigint;
 
@@ -48,9 +52,6 @@ CREATE TABLE webhook_deliveries (
     created_at      timestamptz NOT NULL DEFAULT now(),
     ended_at        timestamptz,
     CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (user_id, id),
-    -- Deleting a webhook drops its deliveries (API.md §10), in the DELETE's own statement.
-    CONSTRAINT webhook_deliveries_webhook_fkey FOREIGN KEY (user_id, webhook_id)
-        REFERENCES webhooks (user_id, id) ON DELETE CASCADE,
     CONSTRAINT webhook_deliveries_status_known CHECK (status IN ('pending', 'succeeded', 'failed')),
     CONSTRAINT webhook_deliveries_pending_is_scheduled CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL)),
     CONSTRAINT webhook_deliveries_ended_when_done CHECK ((status = 'pending') = (ended_at IS NULL)),
@@ -76,6 +77,10 @@ CREATE TABLE task_reminders (
 CALL distribute_by_user('webhooks');
 CALL distribute_by_user('webhook_deliveries');
 CALL distribute_by_user('task_reminders');
+-- Deleting a webhook drops its deliveries (API.md §10), in the DELETE's own statement. Added once both
+-- tables are distributed: Citus takes a key between colocated tables, not one from a local table.
+ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_webhook_fkey FOREIGN KEY (user_id, webhook_id)
+    REFERENCES webhooks (user_id, id) ON DELETE CASCADE;
 
 -- A timestamp as the API writes it (platform/fields.py format_timestamp): RFC 3339 in UTC with Z,
 -- microseconds only when there are some, whatever the session's TimeZone.
@@ -106,10 +111,10 @@ CREATE FUNCTION task_json(task jsonb) RETURNS jsonb
         'version', task -> 'version')
 $$;
 
--- Queue `event` with `data` for each of the owner's active webhooks subscribed to it (or to "*").
--- Plain INSERT ... VALUES, one per webhook: Citus runs each on the shard where the write runs.
+-- Queue `event` with `data`, stamped `at`, for each of the owner's active webhooks subscribed to it (or
+-- to "*"). Plain INSERT ... VALUES, one per webhook: Citus runs each on the shard where the write runs.
 -- Every kind of event goes through here (tasks' trigger, reminders; lists' trigger later).
-CREATE FUNCTION webhook_enqueue(owner text, event text, data jsonb) RETURNS integer
+CREATE FUNCTION webhook_enqueue(owner text, event text, data jsonb, at timestamptz) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
     hook bigint;
@@ -118,7 +123,7 @@ DECLARE
 BEGIN
     FOR hook IN SELECT id FROM webhooks
                 WHERE user_id = owner AND active AND events && ARRAY[event, '*'] LOOP
-        body := COALESCE(body, jsonb_build_object('type', event, 'timestamp', api_timestamp(now()), 'data', data));
+        body := COALESCE(body, jsonb_build_object('type', event, 'timestamp', api_timestamp(at), 'data', data));
         INSERT INTO webhook_deliveries (user_id, webhook_id, event, payload) VALUES (owner, hook, event, body);
         queued := queued + 1;
     END LOOP;
@@ -128,6 +133,8 @@ $$;
 
 -- Every write to a task that the API counts (its version moved, or it was created or deleted) queues
 -- its event. A user without an active webhook costs one probe of webhooks' primary key and nothing else.
+-- The event's timestamp is the write's: the task's updated_at (the transaction's time, which Citus
+-- takes from the coordinator), and for a deletion the time of the transaction on the shard.
 CREATE FUNCTION tasks_enqueue_webhook_event() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -140,14 +147,14 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
-        PERFORM webhook_enqueue(owner, 'task.created', task_json(to_jsonb(NEW)));
+        PERFORM webhook_enqueue(owner, 'task.created', task_json(to_jsonb(NEW)), NEW.updated_at);
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM webhook_enqueue(owner, 'task.deleted', task_json(to_jsonb(OLD)));
+        PERFORM webhook_enqueue(owner, 'task.deleted', task_json(to_jsonb(OLD)), now());
     ELSIF NEW.completed <> OLD.completed THEN
         PERFORM webhook_enqueue(owner, CASE WHEN NEW.completed THEN 'task.completed' ELSE 'task.uncompleted' END,
-                                task_json(to_jsonb(NEW)));
+                                task_json(to_jsonb(NEW)), NEW.updated_at);
     ELSE
-        PERFORM webhook_enqueue(owner, 'task.updated', task_json(to_jsonb(NEW)));
+        PERFORM webhook_enqueue(owner, 'task.updated', task_json(to_jsonb(NEW)), NEW.updated_at);
     END IF;
     RETURN NULL;
 END
@@ -173,7 +180,7 @@ BEGIN
         INSERT INTO task_reminders (user_id, task_id, remind_at) VALUES (owner, due.id, due.remind_at)
         ON CONFLICT DO NOTHING;
         IF FOUND THEN
-            PERFORM webhook_enqueue(owner, 'reminder.due', task_json(due.task));
+            PERFORM webhook_enqueue(owner, 'reminder.due', task_json(due.task), now());
             fired := fired + 1;
         END IF;
     END LOOP;
