@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test test-citus lint format bench bench-http bench-citus bench-listing bench-rules soak failover clean
+.PHONY: run test test-citus lint format bench bench-webhooks bench-http bench-citus bench-listing bench-rules soak failover clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -63,6 +63,12 @@ bench-listing: $(STAMP)
 bench-rules: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/python bench/rules.py --table bench/results/rules.md
+
+# Writes' CPU with two webhooks (at a fast receiver, and at one that never answers) against none, the
+# delivery process's throughput and the commit-to-delivery lag (docs/webhooks.md): a couple of minutes.
+bench-webhooks: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/python bench/webhooks.py
 
 # A longer soak than make test's (bounded: at most SOAK_SECONDS), plus the outage test, with figures,
 # and the sync race for a minute.

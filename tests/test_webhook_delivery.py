@@ -385,3 +385,24 @@ def test_several_processes_send_a_reminder_once(user, database, conn):
     for thread in threads:
         thread.join()
     assert len(reminders(conn, user.user_id)) == 1
+
+
+def test_retention_forgets_ended_deliveries_past_the_days_and_old_reminder_marks(user, receiver, deliverer, conn):
+    user.webhook(receiver.url)
+    old, recent = user.task(), user.task()
+    deliver_due(deliverer, user.user_id)
+    conn.execute(
+        """UPDATE webhook_deliveries SET ended_at = now() - interval '8 days'
+           WHERE user_id = %s AND payload->'data'->'id' = to_jsonb(%s::bigint)""",
+        [user.user_id, old["id"]],
+    )
+    conn.execute(
+        "INSERT INTO task_reminders (user_id, task_id, remind_at) VALUES (%s, 1, now() - interval '3 days'),"
+        " (%s, 2, now() - interval '1 hour')",
+        [user.user_id, user.user_id],
+    )
+    deliverer.forget_old()
+    kept = [row["payload"]["data"]["id"] for row in rows(conn, user.user_id)]
+    assert kept == [recent["id"]]
+    marks = conn.execute("SELECT task_id FROM task_reminders WHERE user_id = %s", [user.user_id]).fetchall()
+    assert [mark["task_id"] for mark in marks] == [2]

@@ -198,8 +198,9 @@ class Deliverer:
 
     def forget_old(self) -> None:
         """Retention: ended deliveries past WEBHOOK_RETENTION_DAYS, reminder marks past their window."""
-        self.database.fetch_one("forget_ended_deliveries", {"retention_days": self.settings.retention_days})
-        self.database.fetch_one("forget_old_reminders", {})
+        with self.database.transaction() as run:
+            run.execute("forget_ended_deliveries", {"retention_days": self.settings.retention_days})
+            run.execute("forget_old_reminders", {})
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until `stop` is set; then let the attempts in flight finish within the timeout (and
@@ -244,13 +245,13 @@ class _Chores:
 
 
 def _guarded(step: Callable[[], Any], fallback: Any) -> Any:
-    """Run a step that talks to the database; when the database is away, log it and carry on (the next
-    pass tries again: nothing is lost, the outbox waits)."""
+    """Run a step that talks to the database; when it fails (the database away, say), log it and carry
+    on: the next pass tries again, and nothing is lost meanwhile (the outbox waits)."""
     try:
         return step()
     except (psycopg.Error, PoolTimeout) as error:
         log.warning(
-            "the database did not answer; retrying",
+            "a database step of the delivery process failed; retrying",
             extra={"event": "webhook.db_error", "error_kind": type(error).__name__},
         )
         time.sleep(1)
