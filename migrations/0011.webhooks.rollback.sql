@@ -5,7 +5,7 @@ DROP TRIGGER tasks_webhook_event ON tasks;
 DROP FUNCTION tasks_enqueue_webhook_event();
 DROP FUNCTION webhook_send_due_reminders(text);
 DROP FUNCTION webhook_enqueue(text, text, jsonb, timestamptz);
-DROP FUNCTION task_json(jsonb);
+DROP FUNCTION task_json(anyelement);
 DROP FUNCTION api_timestamp(timestamptz);
 DROP TABLE task_reminders;
 DROP TABLE webhook_deliveries;

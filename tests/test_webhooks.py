@@ -316,7 +316,7 @@ def test_task_json_in_sql_equals_dump_task_and_the_schema_for_every_field(hooks,
         title="edge", completed=True, due_at="0001-01-01T00:00:00Z", remind_at="9999-12-31T23:59:59.000001Z"
     )
     row = conn.execute(
-        "SELECT t.*, task_json(to_jsonb(t)) AS json FROM tasks t WHERE user_id = %s AND id = %s",
+        "SELECT t.*, task_json(t) AS json FROM tasks t WHERE user_id = %s AND id = %s",
         [api.user_id, created["id"]],
     ).fetchone()
     assert row["json"] == dump_task(row) == TaskSchema().dump(row) == created
