@@ -109,13 +109,24 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     spec.components.schema("DeliveryListEnvelope", envelope({"type": "array", "items": "Delivery"}, "ListMeta"))
 
 
+WEBHOOK_OPERATIONS = ("get_webhook", "patch_webhook", "delete_webhook", "test_webhook", "list_deliveries")
+
+
 def _answer(description: str, schema: str, *, etag: bool = True, created: bool = False) -> dict[str, Any]:
     headers = {"X-Request-ID": "X-Request-ID"}
     if etag:
         headers["ETag"] = "ETag"
+    answer: dict[str, Any] = {"description": description, "headers": headers, "content": json_content(schema)}
     if created:
         headers["Location"] = "Location"
-    return {"description": description, "headers": headers, "content": json_content(schema)}
+        answer["links"] = {  # from the new webhook to what can be done with it
+            operation_id: {
+                "operationId": operation_id,
+                "parameters": {"user_id": "$request.path.user_id", "webhook_id": "$response.body#/data/id"},
+            }
+            for operation_id in WEBHOOK_OPERATIONS
+        }
+    return answer
 
 
 def _add_paths(spec: APISpec) -> None:
