@@ -22,7 +22,10 @@ TASK_BODIES = (
 
 @schemathesis.hook
 def map_case(context, case):
-    """A listing's cursor (tasks, a webhook's deliveries) and a sync token are opaque and sealed: no string the document allows is valid
+    """A listing's cursor (tasks, a webhook's deliveries) and a sync token are opaque and sealed: no
+    string the document allows is valid unless the server issued it (for this user, and a cursor for
+    the same sort and filters), so a made-up one is a 400 however well-formed. Schema-valid cases
+    leave it out; schema-violating ones keep it (and must get a 400)."""A listing's cursor (tasks, a webhook's deliveries) and a sync token are opaque and sealed: no string the document allows is valid
     unless the server issued it (for this user, and a cursor for the same sort and filters), so a
     made-up one is a 400 however well-formed. Schema-valid cases leave it out; schema-violating ones
     keep it (and must get a 400)."""
