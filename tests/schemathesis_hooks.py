@@ -25,10 +25,7 @@ def map_case(context, case):
     """A listing's cursor (tasks, a webhook's deliveries) and a sync token are opaque and sealed: no
     string the document allows is valid unless the server issued it (for this user, and a cursor for
     the same sort and filters), so a made-up one is a 400 however well-formed. Schema-valid cases
-    leave it out; schema-violating ones keep it (and must get a 400)."""A listing's cursor (tasks, a webhook's deliveries) and a sync token are opaque and sealed: no string the document allows is valid
-    unless the server issued it (for this user, and a cursor for the same sort and filters), so a
-    made-up one is a 400 however well-formed. Schema-valid cases leave it out; schema-violating ones
-    keep it (and must get a 400)."""
+    leave it out; schema-violating ones keep it (and must get a 400)."""
     negative = case.meta is not None and case.meta.is_negative_at(ParameterLocation.QUERY)
     if case.operation.label in OPAQUE and case.query and not negative:
         case.query.pop(OPAQUE[case.operation.label], None)
