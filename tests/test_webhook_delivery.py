@@ -98,6 +98,15 @@ def make_due(conn, user_id: str) -> None:
     )
 
 
+def run_together(*steps) -> None:
+    """Run each step on its own thread, all at once (several delivery processes), and wait for them."""
+    threads = [threading.Thread(target=step) for step in steps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 @pytest.fixture
 def deliverer(database) -> Deliverer:
     return Deliverer(database, DEV, jitter=lambda: 0.0)
@@ -137,7 +146,7 @@ def test_failures_are_retried_on_the_schedule_with_one_webhook_id_then_fail(user
         (row,) = rows(conn, user.user_id)
         assert (row["attempts"], row["last_status"], row["last_error"]) == (attempt, 500, "HTTP 500")
         waited = (row["next_attempt_at"] - row["last_attempt_at"]).total_seconds()
-        assert step * 0.9 <= waited <= step * 1.1 + 0.5
+        assert step <= waited <= step + 3  # from the claim: the step, plus the attempt (on a loaded machine)
         assert deliver_due(deliverer, user.user_id) == []  # not due yet
         make_due(conn, user.user_id)
     assert [d.status for d in deliver_due(deliverer, user.user_id)] == ["failed"]
@@ -191,7 +200,7 @@ def test_retry_after_on_429_and_503_is_honoured_when_longer_up_to_a_day(
     deliver_due(deliverer, user.user_id)
     (row,) = rows(conn, user.user_id)
     waited = (row["next_attempt_at"] - row["last_attempt_at"]).total_seconds()
-    assert expected - 1 <= waited <= expected + 1
+    assert expected <= waited <= expected + 3
 
 
 def test_a_redirect_is_a_failed_attempt_and_is_not_followed(user, receiver, deliverer, conn):
@@ -289,11 +298,7 @@ def test_two_deliverers_claim_each_attempt_once(user, receiver, database):
         user.task()
     claims: list = []
     deliverers = [Deliverer(database, DEV) for _ in range(2)]
-    threads = [threading.Thread(target=lambda d=d: claims.extend(d.claim_user(user.user_id, 15))) for d in deliverers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(*(lambda d=d: claims.extend(d.claim_user(user.user_id, 15)) for d in deliverers))
     claimed = [c.delivery_id for c in claims]
     assert len(claimed) == len(set(claimed)) == 20
 
@@ -379,11 +384,7 @@ def test_several_processes_send_a_reminder_once(user, database, conn):
     task = user.task()
     set_remind_at(conn, user.user_id, task["id"], timedelta(minutes=1))
     deliverers = [Deliverer(database, DEV) for _ in range(4)]
-    threads = [threading.Thread(target=d.send_reminders) for d in deliverers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(*(d.send_reminders for d in deliverers))
     assert len(reminders(conn, user.user_id)) == 1
 
 
