@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,11 +16,12 @@ from datetime import timedelta
 
 import pytest
 from conftest import make_settings, make_token, unguarded
-from webhook_receiver import Answer, Receiver, running_receiver
+from webhook_receiver import Answer, Receiver, running_receiver, running_tls_receiver, self_signed_certificate
 
 from todo_api import create_app
 from todo_api.platform.config import WebhookSettings
 from todo_api.platform.db import Database
+from todo_api.webhooks import sending
 from todo_api.webhooks.deliver import Deliverer
 from todo_api.webhooks.sending import Outcome
 
@@ -259,6 +261,24 @@ def test_the_connection_goes_to_the_address_that_was_checked_with_one_lookup(use
     assert [d.status for d in deliver_due(deliverer, user.user_id)] == ["succeeded"]
     assert lookups.count("localhost") == 1  # resolved once, checked, connected to by address
     assert receiver.received[0].headers["host"] == f"localhost:{receiver.port}"
+
+
+def test_https_checks_the_certificate_for_the_urls_host_while_connecting_to_the_checked_address(
+    user, deliverer, conn, tmp_path, monkeypatch
+):
+    cert_path, key_path = self_signed_certificate(tmp_path)
+    with running_tls_receiver(cert_path, key_path) as tls:
+        user.webhook(tls.url + "/secure")
+        user.task()
+        assert [d.status for d in deliver_due(deliverer, user.user_id)] == ["pending"]  # a certificate no one trusts
+        (row,) = rows(conn, user.user_id)
+        assert row["last_status"] is None and row["last_error"].startswith("TLS failed")
+        assert tls.received == []
+        trusting = ssl.create_default_context(cafile=cert_path)  # now trusted: for localhost, by name (SNI)
+        monkeypatch.setattr(sending.ssl, "create_default_context", lambda: trusting)
+        make_due(conn, user.user_id)
+        assert [d.status for d in deliver_due(deliverer, user.user_id)] == ["succeeded"]
+        assert [request.path for request in tls.received] == ["/secure"]
 
 
 def test_a_deleted_webhooks_pending_deliveries_are_not_attempted(user, receiver, deliverer):

@@ -235,3 +235,23 @@ def test_serve_with_deliver_runs_the_delivery_process_beside_gunicorn(database_u
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     attempts = [line for line in lines if line.get("event") == "webhook.attempt" and line["user_id"] == user_id]
     assert [attempt["status"] for attempt in attempts] == [200]  # one line per attempt, from the delivery process
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("WEBHOOK_RETRY_SCHEDULE", "5,soon"), ("WEBHOOK_CONCURRENCY", "0"), ("WEBHOOK_TIMEOUT_SECONDS", "-1")],
+)
+def test_bad_webhook_settings_stop_deliver_with_one_line_naming_the_variable(database_url, variable, value):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "WEBHOOK_"))}
+    env.update({"DATABASE_URL": unguarded(database_url), variable: value})
+    result = subprocess.run(
+        [sys.executable, "-m", "todo_api.cli", "deliver"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and variable in result.stderr
+    assert "Traceback" not in result.stderr

@@ -135,6 +135,31 @@ def test_an_eleventh_webhook_is_a_409_limit_exceeded(hooks, conn):
     )
 
 
+def test_registrations_at_once_never_pass_the_limit(hooks, app, conn):
+    import threading
+
+    for _ in range(8):
+        hooks.create()
+    answers: list[int] = []
+
+    def register() -> None:
+        client = app.test_client()
+        response = client.post(
+            hooks.base, json={"url": URL, "events": ["*"]}, headers={"Authorization": f"Bearer {hooks.api.token}"}
+        )
+        answers.append(response.status_code)
+
+    threads = [threading.Thread(target=register) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [201, 201, 409, 409, 409]
+    assert (
+        conn.execute("SELECT count(*) FROM webhooks WHERE user_id = %s", [hooks.api.user_id]).fetchone()["count"] == 10
+    )
+
+
 def test_http_and_private_addresses_are_allowed_only_where_configured(database_url, conn):
     settings = make_settings(database_url)
     settings = type(settings)(
