@@ -1,9 +1,10 @@
 """The suite, run again through PgBouncer 1.18 in transaction mode (API.md / issue 8): all of it
-with the default settings (`make test-pgbouncer`: marked whole_suite, left out of `make test`) (issue 21 §2: Debian's 1.18 cannot carry prepared statements, and the
-defaults must cost no request), the database tests with DB_PREPARED_STATEMENTS=false, and the
-faults such a pooler brings, each step by step: another client's statement under our name, a
-statement missing where it lands, the CLI's statements outliving a run, a rollback's DEALLOCATE
-ALL reaching another client's server connection. docs/testing.md says why this split.
+with the default settings (issue 21 §2: Debian's 1.18 cannot carry prepared statements, and the
+defaults must cost no request; marked whole_suite: `make test-pgbouncer`, not `make test`), the
+database tests with DB_PREPARED_STATEMENTS=false, and the faults such a pooler brings, each step by
+step: another client's statement under our name, a statement missing where it lands, the CLI's
+statements outliving a run, a rollback's DEALLOCATE ALL reaching another client's server connection.
+docs/testing.md says why this split.
 
 Needs Debian's pgbouncer. Without it the test skips, unless REQUIRE_PGBOUNCER=1 (CI sets it after
 installing pgbouncer), which turns the skip into a failure.
