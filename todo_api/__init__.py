@@ -14,7 +14,7 @@ from .mcp import routes as mcp_routes
 from .mcp.tools import tool_listing
 from .openapi import routes as openapi_routes
 from .openapi.document import build_document, document_bytes
-from .platform import errors, health, idempotency, logs, sealing
+from .platform import errors, health, idempotency, logs, metrics, sealing
 from .platform.config import ConfigError, Settings, load_settings
 from .platform.db import Database, QueryError
 from .platform.http import MAX_BODY_BYTES, BoundedRequest, IdConverter
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.before_request(logs.start_request)
     app.before_request(bearer.guard_api_requests_without_view)
     app.after_request(logs.finish_request)
+    metrics.init_app(app, settings.metrics_enabled)
     errors.register_error_handlers(app)
     # The converter's name shows in the request log's route, `/api/<user_id>/tasks/<task_id:task_id>`.
     app.url_map.converters["task_id"] = IdConverter

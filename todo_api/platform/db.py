@@ -220,6 +220,11 @@ class Database:
         self._pool_pid: int | None = None
         self._watchdog = Watchdog(statement_timeout_ms / 1000)  # opened and closed with the pool
         self._lock = threading.Lock()
+        # Requests of this process waiting for a connection, and holding one (pool_stats). Counted here:
+        # psycopg_pool forgets a waiter that timed out only when it next hands a connection out.
+        self._tally_lock = threading.Lock()
+        self._waiting = 0
+        self._in_use = 0
 
     @property
     def pool(self) -> ConnectionPool[PooledConnection]:
@@ -229,6 +234,7 @@ class Database:
                 if self._pool is None or self._pool_pid != os.getpid():
                     self._watchdog.open()
                     self._pool = self._open_pool()
+                    self._waiting = self._in_use = 0  # a forked child has none of its parent's requests
                     self._pool_pid = os.getpid()
                 pool = self._pool
         return pool
@@ -261,6 +267,29 @@ class Database:
                 self._watchdog.close()
                 log.info("database pool closed", extra={"event": "db.pool_closed"})
             self._pool = None
+
+    def pool_stats(self) -> dict[str, int]:
+        """This process's pool: connections open or opening (`size`), lent to a request (`in_use`), and
+        requests waiting for one (`waiting`); all 0 while it has opened none (it opens on first use)."""
+        pool = self._pool
+        if pool is None or self._pool_pid != os.getpid():
+            return {"size": 0, "in_use": 0, "waiting": 0}
+        return {"size": pool.get_stats()["pool_size"], "in_use": self._in_use, "waiting": self._waiting}
+
+    def _checkout(self, pool: ConnectionPool[PooledConnection]) -> PooledConnection:
+        """pool.getconn(), tallied for pool_stats: waiting until it returns, then in use (until
+        _connection hands it back)."""
+        with self._tally_lock:
+            self._waiting += 1
+        got = False
+        try:
+            conn = pool.getconn()
+            got = True
+        finally:
+            with self._tally_lock:
+                self._waiting -= 1
+                self._in_use += got
+        return conn
 
     def discard_broken_connections(self) -> None:
         """After a connection was lost, test the idle ones so the next request gets a live one."""
@@ -297,7 +326,7 @@ class Database:
         server closed while it sat idle (the server restarted, was demoted, or crashed) is dropped
         before use, with every other idle one it closed, rather than failing this request."""
         pool = self.pool
-        conn = pool.getconn()
+        conn = self._checkout(pool)
         if _closed_by_server(conn):
             conn.close()
             pool.putconn(conn)  # discarded and replaced
@@ -317,6 +346,8 @@ class Database:
             raise ServerReadOnly("the database server is read-only (a failover?)") from error
         finally:
             pool.putconn(conn)
+            with self._tally_lock:
+                self._in_use -= 1
 
     def _watched(self, conn: PooledConnection, round_trip: Callable[..., None], *args: Any) -> None:
         """Run a round trip that may commit, under the watchdog: a commit whose wait for the synchronous
