@@ -37,9 +37,12 @@ WHERE user_id = %(user_id)s AND id = %(token_id)s
 RETURNING {access_token_columns};
 
 -- name: find_access_token
--- The token presented on a request, by its owner and hash: one probe of the unique index. The
--- caller compares the hash again in constant time and decides expiry itself.
-SELECT id, scopes, expires_at, last_used_at, token_hash
+-- The token presented on a request, by its owner and hash: one probe of the unique index. Run through
+-- libpq directly (Database.fetch_values: every value as text), so it answers in plain values: whether
+-- it has expired and whether its last-used minute is older than this one, by the database's clock,
+-- the one its expiry was set by. The caller compares the hash again in constant time.
+SELECT id, scopes, token_hash, expires_at <= now() AS expired,
+       last_used_at IS NULL OR last_used_at < date_trunc('minute', now()) AS used_before_this_minute
 FROM access_tokens
 WHERE user_id = %(user_id)s AND token_hash = %(token_hash)s;
 
