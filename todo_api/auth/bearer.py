@@ -1,7 +1,9 @@
 """Bearer-token verification (API.md §1) and the decorator that guards views.
 
-Under /api/ authentication comes before everything else: 401 without a valid token, 403 when the
-token's user is not the path's {user_id}, and only then routing errors (404, 405) and the view.
+A bearer credential is a JWT or a personal access token (`tdo_…`, tokens/credentials.py). Under
+/api/ authentication comes before everything else: 401 without a valid token, 403 when the token's
+user is not the path's {user_id}, 403 insufficient_scope when a personal access token lacks the
+scope the route needs (scopes.py), and only then routing errors (404, 405) and the view.
 """
 
 from __future__ import annotations
