@@ -74,7 +74,7 @@ def test_tokens_have_256_random_bits_and_differ(api):
     assert first[4:47] != second[4:47]
 
 
-@pytest.mark.parametrize("days", [1, 365])
+@pytest.mark.parametrize("days", [1, 365, 30.0])  # 30.0: a JSON Schema integer too
 def test_expires_in_days_bounds_are_accepted(api, days):
     data = created(api, expires_in_days=days)
     expires = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
@@ -90,6 +90,8 @@ def test_expires_in_days_bounds_are_accepted(api, days):
         ({"expires_in_days": None}, "expires_in_days"),
         ({"expires_in_days": "30"}, "expires_in_days"),
         ({"expires_in_days": 30.5}, "expires_in_days"),
+        ({"expires_in_days": 365.0001}, "expires_in_days"),
+        ({"expires_in_days": 366.0}, "expires_in_days"),
         ({"expires_in_days": True}, "expires_in_days"),
         ({"name": ""}, "name"),
         ({"name": "   "}, "name"),

@@ -158,7 +158,7 @@ def _add_paths(spec: APISpec) -> None:
                 "parameters": ["user_id", "token_id", "X-Request-ID"],
                 "responses": {
                     "200": _answer("Revoked: its metadata.", "AccessTokenEnvelope"),
-                    **errors(404, 415, *API_ERRORS),
+                    **errors(*BODY_ERRORS, 404, *API_ERRORS),  # a body is not needed, but one is still read
                 },
             }
         },

@@ -28,8 +28,9 @@ class Scopes(fields.List):
         return scopes
 
 
-class StrictInteger(fields.Integer):
-    """A JSON integer: not a string of digits, not a boolean, not 90.0."""
+class WholeNumber(fields.Integer):
+    """A JSON number without a fraction (30, or 30.0 as JSON Schema's `integer` allows): not a string
+    of digits, not a boolean, not 30.5."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(strict=True, **kwargs)
@@ -37,6 +38,8 @@ class StrictInteger(fields.Integer):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, bool):
             raise self.make_error("invalid")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -48,9 +51,7 @@ class TokenInputSchema(Schema):
 
     name = Text(required=True, strip=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
     scopes = Scopes(required=True)
-    expires_in_days = StrictInteger(
-        validate=validate.Range(min=1, max=MAX_EXPIRY_DAYS), load_default=DEFAULT_EXPIRY_DAYS
-    )
+    expires_in_days = WholeNumber(validate=validate.Range(min=1, max=MAX_EXPIRY_DAYS), load_default=DEFAULT_EXPIRY_DAYS)
 
     id = ReadOnly()
     expires_at = ReadOnly()
