@@ -67,14 +67,19 @@ TOOL_ARGUMENTS = {
 }
 
 
-def make_pat(api, token_scopes: list[str]) -> str:
+def create_token(api, token_scopes: list[str]) -> dict[str, Any]:
+    """A new personal access token of the user, made with the user's JWT: its metadata and token."""
     response = api.client.post(
         f"/api/{api.user_id}/tokens",
         json={"name": "test", "scopes": token_scopes},
         headers={"Authorization": f"Bearer {api.token}"},
     )
     assert response.status_code == 201, response.json
-    return response.json["data"]["token"]
+    return response.json["data"]
+
+
+def make_pat(api, token_scopes: list[str]) -> str:
+    return create_token(api, token_scopes)["token"]
 
 
 def with_pat(api, token: str, method: str, path: str, **kwargs: Any):
@@ -133,20 +138,11 @@ def test_a_jwt_has_every_scope(api, method, rule):
     task = api.create()
     path = concrete(rule, api.user_id, task["id"])
     if "token_id" in rule:
-        path = path.replace("999999", str(with_pat_id(api)))
+        path = path.replace("999999", str(create_token(api, [READ])["id"]))
     response = api.client.open(
         path, method=method, json=body_for(method, rule), headers={"Authorization": f"Bearer {api.token}"}
     )
     assert response.status_code in (200, 201), response.json
-
-
-def with_pat_id(api) -> int:
-    response = api.client.post(
-        f"/api/{api.user_id}/tokens",
-        json={"name": "to revoke", "scopes": [READ]},
-        headers={"Authorization": f"Bearer {api.token}"},
-    )
-    return response.json["data"]["id"]
 
 
 # --- the order: 401, 403 forbidden, 403 insufficient_scope, then 404, 405, 400 ---------------------------
