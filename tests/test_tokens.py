@@ -171,6 +171,12 @@ def test_revoke_answers_the_metadata_then_the_token_is_401_and_its_id_404(api, c
     assert_error(refused, 401, "unauthorized")
     assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
     assert api.client.get(tokens_path(api), headers=jwt_headers(api)).json["data"] == []
+    at_mcp = api.client.post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Authorization": f"Bearer {token['token']}"},
+    )
+    assert_error(at_mcp, 401, "unauthorized")  # an HTTP 401, never a JSON-RPC answer
     again = api.client.delete(tokens_path(api, f"/{token['id']}"), headers=jwt_headers(api))
     assert_error(again, 404, "not_found")
 
