@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test test-citus lint format bench bench-webhooks bench-http bench-citus bench-listing bench-rules soak failover clean
+.PHONY: run test test-pgbouncer test-citus lint format bench bench-webhooks bench-http bench-citus bench-listing bench-rules soak failover clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -20,6 +20,12 @@ run: $(STAMP)
 test: $(STAMP) lint
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/pytest
+
+# The whole suite again through PgBouncer 1.18 in transaction mode with the default settings
+# (tests/test_pgbouncer.py; docs/testing.md): as long as make test itself, so a target of its own.
+test-pgbouncer: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/pytest -m whole_suite tests/test_pgbouncer.py
 
 # The whole suite again on a throwaway Citus cluster (a coordinator and two workers; docs/scaling.md),
 # built from ../shared/citus/citus-*.tar.gz or $$CITUS_TARBALL; skipped with one line where there is none.

@@ -1,12 +1,32 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app` (production, Dockerfile, todo-api serve)."""
 
+import glob
 import multiprocessing
 import os
+import shutil
 import socket
 import sys
+import tempfile
+
+# Where each worker keeps its figures for /metrics to sum (prometheus_client's multiprocess mode). It
+# must be set before prometheus_client is imported, which picks its storage then: so before todo_api
+# is. A fresh private directory (0700) unless the operator gave one; the master removes the one it
+# made as it exits (on_exit), known by a marker file (a HUP runs this file again, the variable set).
+OWN_METRICS_DIR_MARKER = "made-by-todo-api"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="todo-api-metrics-")
+    open(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], OWN_METRICS_DIR_MARKER), "x").close()
+try:
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], mode=0o700, exist_ok=True)
+except OSError as error:
+    print(f"configuration error: PROMETHEUS_MULTIPROC_DIR cannot be made: {error.strerror}", file=sys.stderr)
+    sys.exit(2)
+
+from prometheus_client import multiprocess
 
 from todo_api.platform.config import ConfigError, load_settings
 from todo_api.platform.logs import gunicorn_logconfig
+from todo_api.platform.metrics import start_pool_sampling
 
 
 def _count(name, default):
@@ -63,9 +83,31 @@ def when_ready(server):
     server.handle_term = handle_term
 
 
+def on_starting(server):
+    """Start /metrics from zero: a previous run's files in an operator's PROMETHEUS_MULTIPROC_DIR would
+    be summed with this run's (prometheus_client asks for the directory to be emptied between runs)."""
+    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(stale)
+
+
 def post_worker_init(worker):
-    """Open this worker's pool now that it has forked, so the first request finds it warm."""
+    """Open this worker's pool now that it has forked, so the first request finds it warm, and keep its
+    pool gauges fresh for /metrics."""
     worker.wsgi.extensions["todo_api.db"].pool  # noqa: B018
+    start_pool_sampling(worker.wsgi)
+
+
+def child_exit(server, worker):
+    """A worker gone (stopped, killed, recycled): its pool gauges no longer count in /metrics' sums.
+    Its counters still do, so that totals never go down."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the PROMETHEUS_MULTIPROC_DIR this file made (an operator's own is left as it is)."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.path.exists(os.path.join(directory, OWN_METRICS_DIR_MARKER)):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def worker_exit(server, worker):

@@ -21,7 +21,9 @@ Idempotency-Key has one row (no duplicates), that every answer was a 201 or a 50
 timeout), that none took longer than DB_STATEMENT_TIMEOUT_MS + DB_POOL_TIMEOUT + 1 s, and that writes
 are answered 201 again once the formation has settled, with no restart of the service. It prints
 the refused window (first to last 503, from the fault), the database faults behind the 503s (from
-the service's log) and when each node was down, read-write or read-only; it exits 1 if a check
+the service's log), when each node was down, read-write or read-only, and what the service's
+/metrics showed meanwhile (scraped every SCRAPE_INTERVAL, as Prometheus would: the 503s and the
+database errors by kind that each second added, and the pool's peaks); it exits 1 if a check
 failed. Bounded: every wait has a deadline, and the load stops by itself.
 """
 
@@ -48,6 +50,7 @@ from pathlib import Path
 import jwt
 import psycopg
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -60,6 +63,7 @@ RETRY_DELAY = 0.1
 WARM_UP = 2.0  # seconds of load before the fault
 SETTLE = 3.0  # seconds of load after the formation has settled, every write answered 201
 DEADLINE = 120.0  # for the formation to settle after a fault
+SCRAPE_INTERVAL = 0.5  # seconds between two scrapes of /metrics during a scenario
 SCENARIOS = ("kill-primary", "switchover", "kill-standby", "lose-standby")
 
 
@@ -271,6 +275,63 @@ class Timeline(threading.Thread):
         return " | ".join(lines)
 
 
+class MetricsWatch(threading.Thread):
+    """The service's /metrics every SCRAPE_INTERVAL: the 503s, the database errors by kind and the
+    pool's gauges, as an operator's Prometheus would see them during the fault."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.scrapes: list[tuple[float, Counter[str]]] = []
+        self.done = threading.Event()
+
+    def _scrape(self) -> Counter[str]:
+        figures: Counter[str] = Counter()
+        text = requests.get(f"{self.url}/metrics", timeout=2).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "todo_api_http_requests_total" and sample.labels["status"] == "503":
+                    figures["503"] += sample.value
+                elif sample.name == "todo_api_db_errors_total":
+                    figures[sample.labels["kind"]] += sample.value
+                elif sample.name.startswith("todo_api_db_pool_"):
+                    figures[sample.name.removeprefix("todo_api_")] = sample.value  # db_pool_size, ...
+        return figures
+
+    def run(self) -> None:
+        while True:
+            with contextlib.suppress(requests.RequestException):  # a scrape refused is a gap, not an error
+                self.scrapes.append((time.monotonic(), self._scrape()))
+            if self.done.wait(SCRAPE_INTERVAL):
+                return
+
+    def since(self, fault: float) -> str:
+        """What the counters gained in each second from the fault on (seconds that gained nothing are
+        left out), and the pool gauges' peaks."""
+        before = [figures for at, figures in self.scrapes if at < fault][-1:]
+        if not before:
+            return "no scrape before the fault"
+        previous, seconds = before[0], {}
+        for at, figures in self.scrapes:
+            if at < fault:
+                continue
+            second = int(at - fault)
+            gained = {k: figures[k] - previous[k] for k in figures if not k.startswith("db_pool_")}
+            for kind, count in gained.items():
+                if count:
+                    seconds.setdefault(second, Counter())[kind] += count
+            previous = figures
+        steps = " | ".join(
+            f"+{second} s: " + ", ".join(f"{kind} +{count:.0f}" for kind, count in gained.most_common())
+            for second, gained in sorted(seconds.items())
+        )
+        peaks = ", ".join(
+            f"{gauge} max {max(figures[gauge] for _, figures in self.scrapes):.0f}"
+            for gauge in ("db_pool_size", "db_pool_in_use", "db_pool_waiting")
+        )
+        return f"{len(self.scrapes)} scrapes; {steps or 'no 503 and no database error'}; {peaks}"
+
+
 @dataclass
 class Answer:
     key: str
@@ -396,6 +457,7 @@ class Outcome:
     duplicates: list[str]
     timeline: str
     refusals: str
+    metrics: str
 
     @property
     def failures(self) -> list[str]:
@@ -429,7 +491,8 @@ class Outcome:
             f"{len(refused)} refused (503); lost {len(self.lost)}, duplicates {len(self.duplicates)}; "
             f"slowest {slowest:.2f} s (limit {LIMIT:.1f} s); refused {window}; "
             f"settled +{self.settled - self.fault:.1f} s, primary {self.primary}; {verdict}\n    {self.timeline}\n"
-            f"    503s by database fault: {self.refusals}"
+            f"    503s by database fault: {self.refusals}\n"
+            f"    /metrics, what each second from the fault added: {self.metrics}"
         )
 
 
@@ -438,6 +501,8 @@ def run_scenario(formation: Formation, service: Service, scenario: str, run: int
     log_offset, _ = service.refusals(0)
     timeline = Timeline(formation)
     timeline.start()
+    watch = MetricsWatch(service.url)
+    watch.start()
     stop = threading.Event()
     clients = [Client(service.url, f"{scenario}-{run}-client{n}-{time.time_ns()}", stop) for n in range(CLIENTS)]
     threads = [threading.Thread(target=client.run, daemon=True) for client in clients]
@@ -469,6 +534,8 @@ def run_scenario(formation: Formation, service: Service, scenario: str, run: int
         thread.join(DEADLINE + LIMIT + 10)
     timeline.done.set()
     timeline.join()
+    watch.done.set()
+    watch.join()
 
     answers = sorted((a for client in clients for a in client.answers), key=lambda a: a.sent)
     acknowledged = {a.key: a.task_id for a in answers if a.status == 201}
@@ -480,7 +547,19 @@ def run_scenario(formation: Formation, service: Service, scenario: str, run: int
     lost = [key for key, task_id in acknowledged.items() if titles.get(task_id) != key]
     duplicates = [title for title, count in Counter(titles.values()).items() if count > 1]
     _, refusals = service.refusals(log_offset)
-    return Outcome(scenario, run, answers, fault, settled, roles[0], lost, duplicates, timeline.since(fault), refusals)
+    return Outcome(
+        scenario,
+        run,
+        answers,
+        fault,
+        settled,
+        roles[0],
+        lost,
+        duplicates,
+        timeline.since(fault),
+        refusals,
+        watch.since(fault),
+    )
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,12 @@ class Recorder(dict):
 
 def service_variables() -> set[str]:
     """Every variable config.py and gunicorn.conf.py read (recorded, not listed by hand)."""
-    env = Recorder(BETTER_AUTH_SECRET="x" * 64, LOG_FORMAT="text")
-    load_settings(env)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(os, "environ", env)  # gunicorn.conf.py reads os.environ itself
-        runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    with tempfile.TemporaryDirectory() as metrics_dir:  # else gunicorn.conf.py makes one of its own
+        env = Recorder(BETTER_AUTH_SECRET="x" * 64, LOG_FORMAT="text", PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        load_settings(env)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(os, "environ", env)  # gunicorn.conf.py reads os.environ itself
+            runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
     return env.read
 
 

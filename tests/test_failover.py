@@ -168,6 +168,8 @@ def test_no_request_meets_a_connection_the_server_closed_while_it_was_idle(tmp_p
             response = api.get()
             assert response.status_code == 200, response.json
             assert [task["title"] for task in response.json["data"]] == ["Before the restart"]
+        stats = app.extensions["todo_api.db"].pool_stats()  # /metrics' tally: each dropped one handed back
+        assert (stats["in_use"], stats["waiting"]) == (0, 0)
     finally:
         server.stop(mode="immediate")
 

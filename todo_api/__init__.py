@@ -8,13 +8,15 @@ from flask import Flask
 from flask_cors import CORS
 
 from . import sync, tasks, webhooks
-from .auth import bearer
+from .auth import bearer, scopes
+from .auth import tokens as access_tokens
 from .auth.jwks import JwksCache
+from .auth.tokens import routes as token_routes
 from .mcp import routes as mcp_routes
 from .mcp.tools import tool_listing
 from .openapi import routes as openapi_routes
 from .openapi.document import build_document, document_bytes
-from .platform import errors, health, idempotency, logs, sealing
+from .platform import errors, health, idempotency, logs, metrics, sealing
 from .platform.config import ConfigError, Settings, load_settings
 from .platform.db import Database, QueryError
 from .platform.http import MAX_BODY_BYTES, BoundedRequest, IdConverter
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         *tasks.QUERY_NAMES,
         *webhooks.QUERY_NAMES,
         *sync.QUERY_NAMES,
+        *access_tokens.QUERY_NAMES,
         *idempotency.QUERY_NAMES,
         *sealing.QUERY_NAMES,
     )
@@ -84,18 +87,23 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.before_request(logs.start_request)
     app.before_request(bearer.guard_api_requests_without_view)
     app.after_request(logs.finish_request)
+    metrics.init_app(app, settings.metrics_enabled)
     errors.register_error_handlers(app)
     # The converter's name shows in the request log's route, `/api/<user_id>/tasks/<task_id:task_id>`.
     app.url_map.converters["task_id"] = IdConverter
     app.url_map.converters["webhook_id"] = IdConverter
+    app.url_map.converters["token_id"] = IdConverter
     # API.md §2: no redirect under /api/ (werkzeug would answer `//` with a 308 to a URL built from Host).
     app.url_map.merge_slashes = False
     app.register_blueprint(task_routes.bp)
     app.register_blueprint(webhook_routes.bp)
     app.register_blueprint(sync_routes.bp)
+    app.register_blueprint(token_routes.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi_routes.bp)
     app.register_blueprint(mcp_routes.bp)
+    # What each /api/ collection's routes need of a personal access token; a start-up error for one that says nothing.
+    app.extensions["todo_api.scopes"] = scopes.collect(app)
     return app
 
 

@@ -66,6 +66,7 @@ class Settings:
     sync_retention_days: int = 30
     request_head_timeout_seconds: float = 5.0
     request_body_timeout_seconds: float = 10.0
+    metrics_enabled: bool = True
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     # JWKS cache tuning (see jwks.JwksCache); not read from the environment, tests shorten them.
     jwks_max_age_seconds: float = 300.0
@@ -308,5 +309,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sync_retention_days=_int(env, "SYNC_RETENTION_DAYS", 30, 1, 36500),
         request_head_timeout_seconds=_seconds(env, "REQUEST_HEAD_TIMEOUT_SECONDS", 5.0),
         request_body_timeout_seconds=_seconds(env, "REQUEST_BODY_TIMEOUT_SECONDS", 10.0),
+        metrics_enabled=_boolean(env, "METRICS_ENABLED", True),
         webhooks=webhook_settings(env),
     )

@@ -18,6 +18,8 @@ from marshmallow import ValidationError
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
+from .db import CommitUnconfirmed, ServerReadOnly
 from .envelope import encode_envelope
 
 log = logging.getLogger("todo_api.errors")
@@ -132,8 +134,25 @@ def _handle_http_exception(error: HTTPException) -> Response:
     return response
 
 
+def database_error_kind(error: Exception) -> str:
+    """Which of metrics.DATABASE_ERROR_KINDS a database error answered 503 is."""
+    if isinstance(error, PoolTimeout):
+        return "pool_timeout"  # every connection busy (or none could be opened) for DB_POOL_TIMEOUT
+    if isinstance(error, ServerReadOnly):
+        return "read_only"  # a demoted primary: a failover
+    if isinstance(error, CommitUnconfirmed):
+        return "commit_unconfirmed"  # the synchronous standby did not confirm in time
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        return "timeout"  # DB_STATEMENT_TIMEOUT_MS
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate is None or sqlstate.startswith(("08", "57P")):
+        return "unavailable"  # refused, lost, or the server shutting down
+    return "other"
+
+
 def _handle_database_unavailable(error: Exception) -> Response:
     log.warning("database unavailable", extra={"event": "db.unavailable", "error_kind": type(error).__name__})
+    metrics.count_database_error(database_error_kind(error))
     if isinstance(error, psycopg.OperationalError) and not isinstance(error, psycopg.errors.QueryCanceled):
         current_app.extensions["todo_api.db"].discard_broken_connections()
     return _handle_api_error(ApiError(503))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, request, url_for
 from marshmallow import ValidationError
 
+from ..auth import scopes
 from ..auth.bearer import require_user
 from ..platform.db import Row
 from ..platform.errors import invalid
@@ -16,6 +17,7 @@ from . import operations
 from .schemas import deliveries_query, dump_delivery, dump_webhook, webhook_input, webhook_patch
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/<user_id>/webhooks")
+scopes.declare(bp, scopes.WEBHOOKS)  # every method: a token needs the webhooks scope (API.md §1)
 
 WEBHOOK_ID = "<webhook_id:webhook_id>"  # the converter is platform.http.IdConverter
 
