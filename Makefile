@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test test-citus lint format bench bench-http bench-citus bench-listing bench-rules soak failover clean
+.PHONY: run test test-pgbouncer test-citus lint format bench bench-webhooks bench-http bench-citus bench-listing bench-rules soak failover clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -15,11 +15,17 @@ $(STAMP): setup.cfg pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/todo-api serve
+	$(BIN)/todo-api serve --deliver
 
 test: $(STAMP) lint
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/pytest
+
+# The whole suite again through PgBouncer 1.18 in transaction mode with the default settings
+# (tests/test_pgbouncer.py; docs/testing.md): as long as make test itself, so a target of its own.
+test-pgbouncer: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/pytest -m whole_suite tests/test_pgbouncer.py
 
 # The whole suite again on a throwaway Citus cluster (a coordinator and two workers; docs/scaling.md),
 # built from ../shared/citus/citus-*.tar.gz or $$CITUS_TARBALL; skipped with one line where there is none.
@@ -63,6 +69,12 @@ bench-listing: $(STAMP)
 bench-rules: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/python bench/rules.py --table bench/results/rules.md
+
+# Writes' CPU with two webhooks (at a fast receiver, and at one that never answers) against none, the
+# delivery process's throughput and the commit-to-delivery lag (docs/webhooks.md): a couple of minutes.
+bench-webhooks: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/python bench/webhooks.py
 
 # A longer soak than make test's (bounded: at most SOAK_SECONDS), plus the outage test, with figures,
 # and the sync race for a minute.

@@ -2,7 +2,8 @@
 
 Starts a throwaway embedded PostgreSQL, seeds 20 users x 200 tasks, serves the API with
 `gunicorn -c gunicorn.conf.py wsgi:app` (2 workers) on 127.0.0.1, and drives it with wrk
-(16 connections) for each scenario: GET one task, GET the first page (limit 20), POST, PATCH.
+(16 connections) for each scenario: GET one task, the same with a personal access token instead of
+a JWT ("GET one (PAT)": its one lookup per request), GET the first page (limit 20), POST, PATCH.
 The floor, a bare Flask app under the same gunicorn settings, runs beside it; each round measures
 the floor and then every scenario, and a scenario's ratio is to the floor of its own round. A
 second reference, "floor + SELECT 1", is the floor after one database round trip: what any
@@ -50,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.citus_cluster import CitusCluster, find_tarball  # noqa: E402
+from todo_api.auth.tokens import credentials  # noqa: E402
 from todo_api.cli import migrate, set_db_defaults  # noqa: E402
 from todo_api.platform.db import load_queries  # noqa: E402
 from todo_api.platform.embedded import EmbeddedPostgres  # noqa: E402
@@ -258,15 +260,17 @@ def _errors(output: str) -> int:
     return errors
 
 
-def scenarios(task_ids: dict[str, list[int]]) -> dict[str, list[dict]]:
+def scenarios(task_ids: dict[str, list[int]], personal_tokens: dict[str, str]) -> dict[str, list[dict]]:
     rng = random.Random(7)
     tokens = {user: token(user) for user in task_ids}
     auth = {user: {"Authorization": f"Bearer {tokens[user]}"} for user in task_ids}
+    personal = {user: {"Authorization": f"Bearer {personal_tokens[user]}"} for user in task_ids}
     json_auth = {user: {**auth[user], "Content-Type": "application/json"} for user in task_ids}
     pairs = [(user, task_id) for user, ids in task_ids.items() for task_id in ids]
     sample = rng.sample(pairs, 500)
     return {
         "GET one": [{"method": "GET", "path": f"/api/{u}/tasks/{t}", "headers": auth[u]} for u, t in sample],
+        "GET one (PAT)": [{"method": "GET", "path": f"/api/{u}/tasks/{t}", "headers": personal[u]} for u, t in sample],
         "GET list (20)": [{"method": "GET", "path": f"/api/{u}/tasks?limit=20", "headers": auth[u]} for u in task_ids],
         "POST": [
             {
@@ -340,7 +344,7 @@ def main() -> int:
     servers: list[Server] = []
     try:
         os.environ.setdefault("BETTER_AUTH_SECRET", SECRET)
-        task_ids = prepare(postgres.url(), args.per_transaction_settings)
+        seeded = prepare(postgres.url(), args.per_transaction_settings)
 
         # Every server runs throughout (an idle one costs nothing), so every round measures the
         # floor and each scenario back to back: their ratio is taken within one round.
@@ -356,11 +360,11 @@ def main() -> int:
             "floor": (floor, lua_script([{"method": "GET", "path": "/floor"}])),
             "floor + SELECT 1": (floor, lua_script([{"method": "GET", "path": "/floor/db"}])),
         }
-        scripts.update({name: (service, lua_script(requests)) for name, requests in scenarios(task_ids).items()})
+        scripts.update({name: (service, lua_script(requests)) for name, requests in scenarios(*seeded).items()})
         if cluster:
             (workdir / "citus").mkdir()
             cluster.start()
-            citus_task_ids = prepare(cluster.url(), args.per_transaction_settings)
+            citus_seeded = prepare(cluster.url(), args.per_transaction_settings)
             citus_env = {**env, "DATABASE_URL": cluster.url()}
             postmasters = [postmaster_pid(node) for node in cluster.nodes]
             citus_service = Server(
@@ -371,7 +375,7 @@ def main() -> int:
             scripts.update(
                 {
                     f"{name} {CITUS}": (citus_service, lua_script(requests))
-                    for name, requests in scenarios(citus_task_ids).items()
+                    for name, requests in scenarios(*citus_seeded).items()
                 }
             )
         for name, (server, script) in scripts.items():  # warm-up, not counted
@@ -382,7 +386,7 @@ def main() -> int:
                 measured[name].append(run_wrk(name, server, script, args.connections, args.duration, workdir))
             print(f"round {round_number} of {args.rounds} done", file=sys.stderr)
         peaks = service.worker_peak_rss_mb()
-        plans = citus_plans(cluster.url(), next(iter(citus_task_ids))) if cluster else ""
+        plans = citus_plans(cluster.url(), next(iter(citus_seeded[0]))) if cluster else ""
     finally:
         for server in servers:
             server.stop()
@@ -446,9 +450,9 @@ def print_side_by_side(results: dict[str, dict[str, Any]]) -> None:
         print(f"| {name} | {' | '.join(cells)} |")
 
 
-def prepare(url: str, per_transaction_settings: bool) -> dict[str, list[int]]:
+def prepare(url: str, per_transaction_settings: bool) -> tuple[dict[str, list[int]], dict[str, str]]:
     """Migrate the database at `url`, make the timeout and UTC its defaults (unless told not to), seed
-    and analyse it; return each user's task ids."""
+    and analyse it; return each user's task ids, and a personal access token (tasks:read) of each."""
     os.environ["DATABASE_URL"] = url
     migrate()
     if not per_transaction_settings:
@@ -457,10 +461,15 @@ def prepare(url: str, per_transaction_settings: bool) -> dict[str, list[int]]:
         conn.execute(SEED_SQL, {"users": USERS, "tasks": TASKS_PER_USER})
         conn.execute("ANALYZE tasks")
         rows = conn.execute("SELECT user_id, id FROM tasks ORDER BY id").fetchall()
-    task_ids: dict[str, list[int]] = {}
-    for user_id, task_id in rows:
-        task_ids.setdefault(user_id, []).append(task_id)
-    return task_ids
+        task_ids: dict[str, list[int]] = {}
+        for user_id, task_id in rows:
+            task_ids.setdefault(user_id, []).append(task_id)
+        personal_tokens = {user_id: credentials.mint(user_id) for user_id in task_ids}
+        insert = load_queries()["insert_access_token"]
+        for user_id, personal in personal_tokens.items():
+            params = {"name": "bench", "scopes": ["tasks:read"], "expires_in_days": 1}
+            conn.execute(insert, {**params, "user_id": user_id, "token_hash": credentials.hash_token(personal)})
+    return task_ids, personal_tokens
 
 
 def citus_plans(url: str, user_id: str) -> str:

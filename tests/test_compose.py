@@ -25,7 +25,7 @@ from conftest import free_port
 
 from todo_api import cli
 from todo_api.cli import MIGRATIONS_DIR, PROJECT_ROOT
-from todo_api.platform.config import ConfigError, load_settings
+from todo_api.platform.config import ConfigError, load_settings, webhook_settings
 from todo_api.platform.db import load_queries
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "compose.yaml").read_text())
@@ -351,3 +351,21 @@ def test_the_citus_api_runs_the_project_on_the_coordinator_after_migrate(variabl
     assert environment("citus-api")["WEB_CONCURRENCY"] == environment("api")["WEB_CONCURRENCY"]
     host_ports = {interpolate(SERVICES[name]["ports"][0], {}).rpartition(":")[0] for name in ("api", "citus-api")}
     assert len(host_ports) == 2, "both stacks can run at once"
+
+
+def test_the_delivery_process_runs_beside_the_api_after_migrate_on_the_same_database():
+    deliver = SERVICES["deliver"]
+    assert deliver["image"] == SERVICES["api"]["image"] and deliver["build"] == "."
+    program, *arguments = deliver["command"]
+    assert program == "todo-api" and cli._parser().parse_args(arguments).command == "deliver"
+    assert deliver["depends_on"]["db"]["condition"] == "service_healthy"
+    assert deliver["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    env = environment("deliver")
+    assert env["DATABASE_URL"] == environment("api")["DATABASE_URL"]
+    assert webhook_settings(env) == webhook_settings({})  # unset in the shell: the defaults
+    shell = {"WEBHOOK_CONCURRENCY": "16", "WEBHOOK_RETRY_SCHEDULE": "1,2"}
+    chosen = webhook_settings(environment("deliver", shell))
+    assert (chosen.concurrency, chosen.retry_schedule) == (16, (1.0, 2.0))
+    grace = int(deliver["stop_grace_period"].removesuffix("s"))
+    assert grace >= webhook_settings({}).timeout_seconds + 10  # OPERATIONS.md: it exits within that on SIGTERM
+    assert deliver["restart"] == "unless-stopped"

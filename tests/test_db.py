@@ -230,3 +230,84 @@ def test_a_statement_that_ran_is_not_run_again_when_psycopg_fails_to_tidy_up_aft
         db.close()
     warnings = [r for r in caplog.records if getattr(r, "event", None) == "db.prepared_statements_off"]
     assert len(warnings) == 1
+
+
+# --- fetch_values: one statement straight through libpq (the personal access token lookup) ---------------
+
+RAW_QUERIES = {
+    "raw_pair": sql.SQL(
+        "SELECT %(n)s::integer AS n, %(blob)s::bytea AS blob, '100%%' AS pct, %(n)s::integer + 1 AS next"
+    ),
+    "raw_none": sql.SQL("SELECT 1 WHERE false AND %(n)s::integer > 0"),
+    "raw_failing": sql.SQL("SELECT 1 / %(n)s::integer"),
+}
+
+
+@pytest.fixture
+def raw_database(database_url):
+    prepared = os.environ.get("DB_PREPARED_STATEMENTS", "true") != "false"
+    db = Database(
+        database_url,
+        min_size=1,
+        max_size=1,
+        timeout=2,
+        statement_timeout_ms=1234,
+        prepared_statements=prepared,
+        queries=RAW_QUERIES,
+    )
+    yield db
+    db.close()
+
+
+def test_fetch_values_answers_the_row_as_text_or_none(raw_database):
+    row = raw_database.fetch_values("raw_pair", {"n": "41", "blob": b"\x00\xff"})
+    assert row == (b"41", b"\\x00ff", b"100%", b"42")  # str as text, bytes as binary; %% is one %
+    assert raw_database.fetch_values("raw_none", {"n": "1"}) is None
+
+
+@direct_and_preparing
+def test_fetch_values_prepares_once_per_connection(raw_database):
+    for n in range(3):
+        assert raw_database.fetch_values("raw_pair", {"n": str(n), "blob": b""})[0] == str(n).encode()
+    with raw_database.pool.connection() as conn:
+        prepared = conn.execute("SELECT name FROM pg_prepared_statements WHERE name = 'todo_api_raw_pair'").fetchall()
+    assert len(prepared) == 1
+
+
+def test_fetch_values_raises_the_servers_error_and_the_connection_serves_on(raw_database):
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        raw_database.fetch_values("raw_failing", {"n": "0"})
+    assert raw_database.fetch_values("raw_failing", {"n": "1"}) == (b"1",)
+
+
+@direct_and_preparing
+def test_fetch_values_runs_again_unprepared_when_the_server_lost_its_statement(raw_database, caplog):
+    assert raw_database.fetch_values("raw_pair", {"n": "1", "blob": b""})[0] == b"1"
+    with raw_database.pool.connection() as conn:
+        conn.execute(
+            "DO $$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$"
+        )  # what a pooler's other server connection looks like
+    assert raw_database.fetch_values("raw_pair", {"n": "2", "blob": b""})[0] == b"2"
+    assert raw_database.fetch_values("raw_pair", {"n": "3", "blob": b""})[0] == b"3"
+    with raw_database.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone() == {"n": 0}
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "db.prepared_statements_off"]
+    assert len(warnings) == 1
+
+
+def test_fetch_values_prepares_nothing_when_told_not_to(database_url):
+    db = Database(
+        database_url,
+        min_size=1,
+        max_size=1,
+        timeout=2,
+        statement_timeout_ms=1234,
+        prepared_statements=False,
+        queries=RAW_QUERIES,
+    )
+    try:
+        assert db.fetch_values("raw_pair", {"n": "5", "blob": b""})[0] == b"5"
+        with db.pool.connection() as conn:
+            assert conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone() == {"n": 0}
+    finally:
+        db.close()

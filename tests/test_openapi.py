@@ -144,16 +144,31 @@ def test_conditional_and_idempotency_headers_are_documented(document):
     assert 304 in _statuses(document, "get", TASK)
 
 
-def test_api_routes_need_the_bearer_scheme_and_the_rest_none(document):
+def test_api_routes_need_a_bearer_token_of_either_kind_tokens_routes_a_jwt_and_the_rest_none(document):
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
     }
-    assert document["security"] == [{"bearerAuth": []}]
+    personal = document["components"]["securitySchemes"]["personalAccessToken"]
+    assert personal["type"] == "http" and personal["scheme"] == "bearer" and "tdo_" in personal["bearerFormat"]
+    assert document["security"] == [{"bearerAuth": []}, {"personalAccessToken": []}]
     for method, path in document_operations(document):
         security = _operation(document, method, path).get("security")
-        assert (security is None) == (path.startswith("/api/") or path == "/mcp"), (method, path)
+        if path.startswith("/api/{user_id}/tokens"):
+            assert security == [{"bearerAuth": []}], (method, path)  # a personal access token cannot manage tokens
+        else:
+            assert (security is None) == (path.startswith("/api/") or path == "/mcp"), (method, path)
+
+
+def test_the_403_names_insufficient_scope_and_its_challenge(document):
+    forbidden = document["components"]["responses"]["Forbidden"]
+    codes = forbidden["content"]["application/json"]["schema"]["allOf"][1]["properties"]["error"]["properties"]
+    assert codes["code"]["enum"] == ["forbidden", "insufficient_scope"]
+    assert "WWW-Authenticate" in forbidden["headers"]
+    for method, path in document_operations(document):
+        if path.startswith("/api/"):
+            assert "403" in _operation(document, method, path)["responses"], (method, path)
 
 
 def test_request_bodies_come_from_the_marshmallow_schemas(document):

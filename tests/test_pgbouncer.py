@@ -1,9 +1,10 @@
 """The suite, run again through PgBouncer 1.18 in transaction mode (API.md / issue 8): all of it
 with the default settings (issue 21 §2: Debian's 1.18 cannot carry prepared statements, and the
-defaults must cost no request), the database tests with DB_PREPARED_STATEMENTS=false, and the
-faults such a pooler brings, each step by step: another client's statement under our name, a
-statement missing where it lands, the CLI's statements outliving a run, a rollback's DEALLOCATE
-ALL reaching another client's server connection. docs/testing.md says why this split.
+defaults must cost no request; marked whole_suite: `make test-pgbouncer`, not `make test`), the
+database tests with DB_PREPARED_STATEMENTS=false, and the faults such a pooler brings, each step by
+step: another client's statement under our name, a statement missing where it lands, the CLI's
+statements outliving a run, a rollback's DEALLOCATE ALL reaching another client's server connection.
+docs/testing.md says why this split.
 
 Needs Debian's pgbouncer. Without it the test skips, unless REQUIRE_PGBOUNCER=1 (CI sets it after
 installing pgbouncer), which turns the skip into a failure.
@@ -126,12 +127,13 @@ def run_tests_through(pgbouncer: str, *arguments: str, **env: str) -> None:
         env=child_env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
 
 
+@pytest.mark.whole_suite
 def test_the_whole_suite_passes_through_pgbouncer_with_the_default_settings(pgbouncers):
     """Prepared statements on, as users run it. Round robin hands each transaction the server
     connection idle longest, as load does, so every pool in the suite soon meets a statement missing

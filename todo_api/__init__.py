@@ -7,9 +7,11 @@ import re
 from flask import Flask
 from flask_cors import CORS
 
-from . import sync, tasks
-from .auth import bearer
+from . import sync, tasks, webhooks
+from .auth import bearer, scopes
+from .auth import tokens as access_tokens
 from .auth.jwks import JwksCache
+from .auth.tokens import routes as token_routes
 from .mcp import routes as mcp_routes
 from .mcp.tools import tool_listing
 from .openapi import routes as openapi_routes
@@ -20,6 +22,7 @@ from .platform.db import Database, QueryError
 from .platform.http import MAX_BODY_BYTES, BoundedRequest, IdConverter
 from .sync import routes as sync_routes
 from .tasks import routes as task_routes
+from .webhooks import routes as webhook_routes
 
 CORS_ALLOWED_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-ID"]
 CORS_EXPOSED_HEADERS = ["ETag", "Location", "X-Request-ID", "Retry-After"]
@@ -52,7 +55,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         statement_timeout_ms=settings.db_statement_timeout_ms,
         prepared_statements=settings.db_prepared_statements,
     )
-    needed = (*tasks.QUERY_NAMES, *sync.QUERY_NAMES, *idempotency.QUERY_NAMES, *sealing.QUERY_NAMES)
+    needed = (
+        *tasks.QUERY_NAMES,
+        *webhooks.QUERY_NAMES,
+        *sync.QUERY_NAMES,
+        *access_tokens.QUERY_NAMES,
+        *idempotency.QUERY_NAMES,
+        *sealing.QUERY_NAMES,
+    )
     missing = sorted(set(needed) - set(database.queries))
     if missing:
         raise QueryError(f"sql/ has no query named {', '.join(missing)}")
@@ -81,13 +91,19 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     errors.register_error_handlers(app)
     # The converter's name shows in the request log's route, `/api/<user_id>/tasks/<task_id:task_id>`.
     app.url_map.converters["task_id"] = IdConverter
+    app.url_map.converters["webhook_id"] = IdConverter
+    app.url_map.converters["token_id"] = IdConverter
     # API.md §2: no redirect under /api/ (werkzeug would answer `//` with a 308 to a URL built from Host).
     app.url_map.merge_slashes = False
     app.register_blueprint(task_routes.bp)
+    app.register_blueprint(webhook_routes.bp)
     app.register_blueprint(sync_routes.bp)
+    app.register_blueprint(token_routes.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi_routes.bp)
     app.register_blueprint(mcp_routes.bp)
+    # What each /api/ collection's routes need of a personal access token; a start-up error for one that says nothing.
+    app.extensions["todo_api.scopes"] = scopes.collect(app)
     return app
 
 

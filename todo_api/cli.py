@@ -1,4 +1,4 @@
-"""The `todo-api` command: serve, migrate, rollback, set-db-defaults, seed, token (OPERATIONS.md)."""
+"""The `todo-api` command: serve, migrate, rollback, set-db-defaults, seed, token, deliver (OPERATIONS.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,15 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .platform.config import ConfigError, database_url, load_settings, statement_timeout_ms
+from .platform import logs
+from .platform.config import (
+    ConfigError,
+    database_url,
+    load_settings,
+    log_settings,
+    statement_timeout_ms,
+    webhook_settings,
+)
 from .platform.db import defaults_hold
 from .platform.embedded import EmbeddedPostgres
 
@@ -238,9 +246,10 @@ def _port(given: int | None) -> int:
         raise CommandError(f"PORT must be a TCP port (1-65535), got {raw!r}: e.g. PORT=8001 make run") from None
 
 
-def serve(host: str, port: int, workers: int | None) -> int:
+def serve(host: str, port: int, workers: int | None, with_deliver: bool = False) -> int:
     """Run gunicorn; with DATABASE_URL unset, on the embedded database (migrated first, and given the
-    settings `set-db-defaults` gives, so the service runs on the fast path from the start)."""
+    settings `set-db-defaults` gives, so the service runs on the fast path from the start). With
+    `with_deliver` (make run), `todo-api deliver` runs beside it on the same database and stops with it."""
     check_port(host, port)  # before anything starts or says it serves
     env = dict(os.environ)
     embedded = None
@@ -274,18 +283,53 @@ def serve(host: str, port: int, workers: int | None) -> int:
         "wsgi:app",
     ]
     server = subprocess.Popen(command, env=env)
+    children = [server]
+    if with_deliver:
+        children.append(subprocess.Popen([sys.executable, "-m", "todo_api.cli", "deliver"], env=env))
 
     def forward(signum: int, _frame: object) -> None:
-        server.send_signal(signum)
+        for child in children:
+            child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     try:
         return server.wait()
     finally:
+        for child in children[1:]:  # the delivery process ends with the server (it exits 0 on SIGTERM)
+            child.terminate()
+            child.wait(timeout=webhook_settings(env).timeout_seconds + 10)
         if embedded is not None:
             time.sleep(0.1)
             embedded.stop()
+
+
+# --- deliver ---------------------------------------------------------------------------------
+
+
+def deliver() -> int:
+    """Run the webhook delivery process until SIGTERM or SIGINT; then finish or hand back the attempts
+    in flight (within WEBHOOK_TIMEOUT_SECONDS + 5 s) and return 0."""
+    import threading
+
+    from .webhooks.deliver import Deliverer, open_database
+
+    settings = webhook_settings()
+    logs.configure_logging(*log_settings())
+    database = open_database(_database_url(), settings, statement_timeout_ms())
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"delivering webhooks ({settings.concurrency} at once)", file=sys.stderr)
+    try:
+        Deliverer(database, settings).run(stop)
+    finally:
+        database.close()
+    return 0
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -299,6 +343,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=None, help="default: PORT or 8000")
     serve_cmd.add_argument("--workers", type=int, default=None, help="default: WEB_CONCURRENCY or 2 x cores + 1")
+    serve_cmd.add_argument("--deliver", action="store_true", help="also run `todo-api deliver` beside it (make run)")
 
     commands.add_parser("migrate", help="apply pending migrations")
     rollback_cmd = commands.add_parser("rollback", help="roll back the latest migrations")
@@ -312,6 +357,8 @@ def _parser() -> argparse.ArgumentParser:
     seed_cmd.add_argument("--users", type=int, default=3)
     seed_cmd.add_argument("--tasks", type=int, default=20)
 
+    commands.add_parser("deliver", help="send webhook deliveries and due reminders until stopped")
+
     token_cmd = commands.add_parser("token", help="print an HS256 token for a user")
     token_cmd.add_argument("user_id")
     token_cmd.add_argument("--ttl", type=parse_ttl, default=timedelta(hours=1), help="e.g. 15m, 1h, 7d (default 1h)")
@@ -322,7 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return serve(args.host, _port(args.port), args.workers)
+            return serve(args.host, _port(args.port), args.workers, args.deliver)
+        if args.command == "deliver":
+            return deliver()
         if args.command == "migrate":
             print(f"{migrate()} migration(s) applied")
         elif args.command == "rollback":

@@ -1,7 +1,9 @@
 """Bearer-token verification (API.md §1) and the decorator that guards views.
 
-Under /api/ authentication comes before everything else: 401 without a valid token, 403 when the
-token's user is not the path's {user_id}, and only then routing errors (404, 405) and the view.
+A bearer credential is a JWT or a personal access token (`tdo_…`, tokens/credentials.py). Under
+/api/ authentication comes before everything else: 401 without a valid token, 403 when the token's
+user is not the path's {user_id}, 403 insufficient_scope when a personal access token lacks the
+scope the route needs (scopes.py), and only then routing errors (404, 405) and the view.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import jwt
 from flask import Response, current_app, g, request
 
 from ..platform.config import Settings
+from ..platform.db import current_database
 from ..platform.errors import ApiError
+from . import scopes
 from .jwks import JwksCache, JwksUnavailable
+from .tokens import credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -205,12 +210,23 @@ def _bearer_token() -> str:
 
 
 def authenticate(path_user_id: str | None) -> str:
-    """Verify the request's token (401) and match its user to the path's (403)."""
-    verifier: TokenVerifier = current_app.extensions["todo_api.auth"]
-    user_id = verifier.verify(_bearer_token())
+    """Verify the request's token (401), match its user to the path's (403), then check that the
+    token's scopes allow the request (403 insufficient_scope). `g.scopes` holds what it may do."""
+    token = _bearer_token()
+    if credentials.is_personal(token):
+        try:
+            holder = credentials.check(current_database(), token)
+        except credentials.Refused as refused:
+            raise _unauthorized(str(refused)) from None
+        user_id, g.scopes = holder.user_id, holder.scopes
+    else:
+        verifier: TokenVerifier = current_app.extensions["todo_api.auth"]
+        user_id, g.scopes = verifier.verify(token), scopes.EVERY_SCOPE
     g.user_id = user_id
     if path_user_id is not None and path_user_id != user_id:
         raise ApiError(403)
+    if path_user_id is not None:
+        scopes.check(g.scopes, scopes.needed(current_app.extensions["todo_api.scopes"], request.path, request.method))
     return user_id
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import MethodNotAllowed
 
+from ..auth import scopes
 from ..auth.bearer import authenticate, is_cors_preflight
 from ..platform.envelope import encode
 from ..platform.errors import ApiError
@@ -168,8 +169,10 @@ def _call_tool(request_id: str | int, params: dict[str, Any]) -> Response:
         return _error(request_id, INVALID_PARAMS, "Unknown tool: call tools/list for the tools there are.")
     if not isinstance(arguments, dict):
         return _error(request_id, INVALID_PARAMS, "The tool's arguments must be a JSON object.")
+    tool = TOOLS[name]
     try:
-        structured, failed = TOOLS[name].run(g.user_id, arguments), False
+        scopes.check(g.scopes, scopes.of_tool(tool.annotations.get("readOnlyHint", False)))
+        structured, failed = tool.run(g.user_id, arguments), False
     except ApiError as error:
         if error.status >= 500:
             raise  # the REST API's 5xx (503 with Retry-After), not a tool result

@@ -15,11 +15,13 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from ..auth.tokens import openapi as token_openapi
 from ..mcp import openapi as mcp_openapi
 from ..platform import health
 from ..platform.apidoc import BEARER, add_shared_components, errors, json_content
 from ..sync import openapi as sync_openapi
 from ..tasks import openapi as task_openapi
+from ..webhooks import openapi as webhook_openapi
 
 # The files /docs loads from the Swagger UI distribution, and nothing else from that folder.
 DOCS_ASSETS = {
@@ -29,9 +31,11 @@ DOCS_ASSETS = {
 }
 
 DOCUMENT_TITLE = "todo-api"
-DESCRIPTION = """A multi-user task API. Every route under `/api/` needs `Authorization: Bearer <JWT>`
-whose user (`sub`) is the `{user_id}` of the path: without a valid token every request is a 401,
-with another user's token a 403, and only then come 404, 405 and the rest.
+DESCRIPTION = """A multi-user task API. Every route under `/api/` needs `Authorization: Bearer <token>`,
+a JWT or a personal access token (`tdo_…`), whose user (the JWT's `sub`, the token's creator) is the
+`{user_id}` of the path: without a valid token every request is a 401, with another user's token a
+403 `forbidden`, with a personal access token lacking the route's scope a 403 `insufficient_scope`,
+and only then come 404, 405 and the rest.
 
 Every JSON response but this document and the JSON-RPC answers of `/mcp` is an envelope:
 `{"data": ..., "meta": {"request_id": ...}}` on success,
@@ -57,7 +61,7 @@ def build_document() -> dict[str, Any]:
     for add_to_spec in DECLARATIONS:
         add_to_spec(spec, plugin.converter)
     document = spec.to_dict()
-    document["security"] = [{BEARER: []}]
+    document["security"] = [{BEARER: []}, {token_openapi.PERSONAL: []}]  # either one
     return document
 
 
@@ -160,7 +164,9 @@ def _add_metrics_path(spec: APISpec, converter: Any) -> None:
 # In the order the document shows them (its tags follow it).
 DECLARATIONS = (
     task_openapi.add_to_spec,
+    webhook_openapi.add_to_spec,
     sync_openapi.add_to_spec,
+    token_openapi.add_to_spec,
     health.add_to_spec,
     _add_metrics_path,
     _add_docs_paths,

@@ -66,7 +66,13 @@ ERRORS: dict[int, tuple[str, tuple[str, ...], str]] = {
         "`unauthorized`: the bearer token is missing, malformed, badly signed, expired, or has the wrong "
         "issuer or audience. `WWW-Authenticate` says which (RFC 6750).",
     ),
-    403: ("Forbidden", ("forbidden",), "`forbidden`: the token's user is not the `{user_id}` of the path."),
+    403: (
+        "Forbidden",
+        ("forbidden", "insufficient_scope"),
+        "`forbidden`: the token's user is not the `{user_id}` of the path. `insufficient_scope`: a personal "
+        "access token without the scope this route needs, named in `error.details.scope` and in the "
+        "`WWW-Authenticate` challenge's `scope` (none on the /tokens routes, which no such token may call).",
+    ),
     404: (
         "NotFound",
         ("not_found",),
@@ -294,6 +300,12 @@ def add_error_response(spec: APISpec, status: int, name: str, codes: tuple[str, 
     headers: dict[str, Any] = {"X-Request-ID": "X-Request-ID"}
     if status == 401:
         headers["WWW-Authenticate"] = "WWW-Authenticate"
+    if status == 403:
+        headers["WWW-Authenticate"] = {
+            "description": 'With `insufficient_scope` only: `Bearer realm="api", error="insufficient_scope", '
+            'scope="<needed>"` (RFC 6750).',
+            "schema": {"type": "string", "pattern": "^Bearer "},
+        }
     if status == 503:
         headers["Retry-After"] = "Retry-After"
     schema = {

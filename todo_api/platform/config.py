@@ -28,6 +28,22 @@ class ConfigError(Exception):
         self.variable = variable
 
 
+# API.md §10: retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h.
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """WEBHOOK_*: what the API checks a webhook's url against, and how `todo-api deliver` delivers."""
+
+    timeout_seconds: float = 10.0
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    retention_days: int = 7
+    allow_http: bool = False
+    allow_private: bool = False
+    concurrency: int = 8
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -51,6 +67,7 @@ class Settings:
     request_head_timeout_seconds: float = 5.0
     request_body_timeout_seconds: float = 10.0
     metrics_enabled: bool = True
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     # JWKS cache tuning (see jwks.JwksCache); not read from the environment, tests shorten them.
     jwks_max_age_seconds: float = 300.0
     jwks_cooldown_seconds: float = 10.0
@@ -196,6 +213,47 @@ def statement_timeout_ms(env: Mapping[str, str] | None = None) -> int:
     return _int(os.environ if env is None else env, "DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000)
 
 
+def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
+    raw = _text(env, "WEBHOOK_RETRY_SCHEDULE")
+    if raw is None:
+        return DEFAULT_RETRY_SCHEDULE
+    try:
+        steps = tuple(float(step) for step in raw.split(","))
+    except ValueError:
+        steps = ()
+    if not steps or not all(0 < step <= 86400 for step in steps):
+        raise ConfigError(
+            "WEBHOOK_RETRY_SCHEDULE",
+            f"must be comma-separated seconds, each more than 0 and at most 86400, got {raw!r}",
+        )
+    return steps
+
+
+def log_settings(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """LOG_LEVEL and LOG_FORMAT alone, validated: for commands that need no auth configuration."""
+    env = os.environ if env is None else env
+    log_level = (_text(env, "LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
+    log_format = (_text(env, "LOG_FORMAT") or "json").lower()
+    if log_format not in ("json", "text"):
+        raise ConfigError("LOG_FORMAT", f"must be json or text, got {log_format!r}")
+    return log_level, log_format
+
+
+def webhook_settings(env: Mapping[str, str] | None = None) -> WebhookSettings:
+    """WEBHOOK_* alone, validated: `todo-api deliver` needs no auth configuration."""
+    env = os.environ if env is None else env
+    return WebhookSettings(
+        timeout_seconds=_seconds(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        retry_schedule=_retry_schedule(env),
+        retention_days=_int(env, "WEBHOOK_RETENTION_DAYS", 7, 1, 3650),
+        allow_http=_boolean(env, "WEBHOOK_ALLOW_HTTP", False),
+        allow_private=_boolean(env, "WEBHOOK_ALLOW_PRIVATE", False),
+        concurrency=_int(env, "WEBHOOK_CONCURRENCY", 8, 1, 256),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise ConfigError on the first bad variable."""
     env = os.environ if env is None else env
@@ -226,12 +284,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if max_size < min_size:
         raise ConfigError("DB_POOL_MAX_SIZE", f"must be at least DB_POOL_MIN_SIZE ({min_size})")
 
-    log_level = (_text(env, "LOG_LEVEL") or "INFO").upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}")
-    log_format = (_text(env, "LOG_FORMAT") or "json").lower()
-    if log_format not in ("json", "text"):
-        raise ConfigError("LOG_FORMAT", f"must be json or text, got {log_format!r}")
+    log_level, log_format = log_settings(env)
 
     origins = _origins(env)
 
@@ -257,4 +310,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         request_head_timeout_seconds=_seconds(env, "REQUEST_HEAD_TIMEOUT_SECONDS", 5.0),
         request_body_timeout_seconds=_seconds(env, "REQUEST_BODY_TIMEOUT_SECONDS", 10.0),
         metrics_enabled=_boolean(env, "METRICS_ENABLED", True),
+        webhooks=webhook_settings(env),
     )

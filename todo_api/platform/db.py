@@ -37,12 +37,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from flask import current_app
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
@@ -51,6 +52,7 @@ log = logging.getLogger("todo_api.db")
 _WHEEL_SQL_DIR = Path(__file__).resolve().parent.parent / "sql"  # installed from a wheel (setup.cfg package_dir)
 SQL_DIR = _WHEEL_SQL_DIR if _WHEEL_SQL_DIR.is_dir() else _WHEEL_SQL_DIR.parent.parent / "sql"  # or a checkout
 _BLOCK_LINE = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
+_NAMED_PARAMETER = re.compile(r"%\((\w+)\)s|%%")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 Params = Mapping[str, Any]
@@ -85,6 +87,7 @@ class PooledConnection(psycopg.Connection[Row]):
     """A pool's connection, noting the warning that its commit stopped waiting for the standby."""
 
     sync_wait_cut_short = False
+    raw_prepared: frozenset[bytes] = frozenset()  # the statements Database.fetch_values prepared on it
 
     def note_sync_wait_cut_short(self, diagnostic: psycopg.errors.Diagnostic) -> None:
         if _SYNC_WAIT_CUT_SHORT in (diagnostic.message_primary or ""):
@@ -219,6 +222,7 @@ class Database:
         self._pool: ConnectionPool[PooledConnection] | None = None
         self._pool_pid: int | None = None
         self._watchdog = Watchdog(statement_timeout_ms / 1000)  # opened and closed with the pool
+        self._raw_statements: dict[str, _RawStatement] = {}  # fetch_values's, compiled on first use
         self._lock = threading.Lock()
         # Requests of this process waiting for a connection, and holding one (pool_stats). Counted here:
         # psycopg_pool forgets a waiter that timed out only when it next hands a connection out.
@@ -455,6 +459,63 @@ class Database:
     def ping(self) -> None:
         self.fetch_all(sql.SQL("SELECT 1"), {})
 
+    def fetch_values(self, query: str, params: Mapping[str, str | bytes]) -> tuple[bytes | None, ...] | None:
+        """The one row (or None) of the named read-only statement `query`, as PostgreSQL's text of each
+        value, straight through libpq: a `str` parameter goes as text, `bytes` as binary (bytea).
+
+        For the lookup that every request with a personal access token makes before its own statement:
+        psycopg's cursor (adapting, describing, making rows) costs several times what libpq does, and
+        that lookup must cost a request little (docs/tokens.md has the figures). It runs alone, without
+        the per-transaction settings: it must be a single-row lookup whose values do not depend on
+        TimeZone. It is prepared once per connection while this pool prepares statements, and runs
+        under the watchdog like every round trip.
+        """
+        statement = self._raw_statements.get(query) or self._compile_raw(query)
+        values = [params[name] for name in statement.parameters]
+        encoded = [value.encode() if isinstance(value, str) else value for value in values]
+        formats = [0 if isinstance(value, str) else 1 for value in values]
+        with self._connection() as conn:
+            try:
+                result = self._run_raw(conn, statement, encoded, formats)
+            except _NOT_PREPARED_HERE as fault:
+                self._stop_preparing(conn, fault)  # it did not run: run it again, unprepared
+                result = self._run_raw(conn, statement, encoded, formats)
+        if result.ntuples == 0:
+            return None
+        return tuple(result.get_value(0, column) for column in range(result.nfields))
+
+    def _compile_raw(self, query: str) -> _RawStatement:
+        """`query` with libpq's $1, $2 ... for its %(name)s parameters (and % for %%), once per name."""
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) is None:
+                return "%"
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        text = _NAMED_PARAMETER.sub(number, self.queries[query].as_string())
+        statement = _RawStatement(f"todo_api_{query}".encode(), text.encode(), tuple(names))
+        self._raw_statements[query] = statement
+        return statement
+
+    def _run_raw(self, conn: PooledConnection, statement: _RawStatement, values: list[Any], formats: list[int]) -> Any:
+        """One round trip of `statement` (a PREPARE first, on a connection that has not prepared it)."""
+        pgconn = conn.pgconn
+        prepare = self._prepare_threshold is not None
+        if prepare and statement.name not in conn.raw_prepared:
+            _raise_for(conn, pgconn.prepare(statement.name, statement.text), pq.ExecStatus.COMMAND_OK)
+            conn.raw_prepared = conn.raw_prepared | {statement.name}
+        results: list[Any] = []
+        if prepare:
+            self._watched(conn, lambda: results.append(pgconn.exec_prepared(statement.name, values, formats)))
+        else:
+            self._watched(
+                conn, lambda: results.append(pgconn.exec_params(statement.text, values, param_formats=formats))
+            )
+        return _raise_for(conn, results[0], pq.ExecStatus.TUPLES_OK)
+
 
 BEGIN = sql.SQL("BEGIN")
 ROLLBACK = sql.SQL("ROLLBACK")
@@ -488,6 +549,26 @@ def defaults_hold(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> b
         and timeout_source in EVERY_CONNECTION
         and found["TimeZone"][0] in UTC_NAMES
     )
+
+
+@dataclass(frozen=True)
+class _RawStatement:
+    """A named statement as Database.fetch_values sends it: its prepared name, its text with $n
+    placeholders, and the names of its parameters in their order."""
+
+    name: bytes
+    text: bytes
+    parameters: tuple[str, ...]
+
+
+def _raise_for(conn: PooledConnection, result: Any, expected: pq.ExecStatus) -> Any:
+    """`result` if it has the `expected` status; else the error psycopg would raise for it (an
+    OperationalError when the connection is gone, which the pool then drops)."""
+    if result.status == expected:
+        return result
+    if conn.pgconn.status == pq.ConnStatus.BAD:
+        raise psycopg.OperationalError("the connection to the database was lost")
+    raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
 
 
 def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:

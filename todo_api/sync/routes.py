@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
+from ..auth import scopes
 from ..auth.bearer import require_user
 from ..platform import sealing
 from ..platform.db import current_database
@@ -29,6 +30,7 @@ from ..tasks.schemas import dump_task
 from .schemas import sync_query
 
 bp = Blueprint("sync", __name__, url_prefix="/api/<user_id>/sync")
+scopes.declare(bp, read=scopes.READ, write=scopes.WRITE)
 
 TOKEN = sealing.Purpose("sync token")
 TOKEN_EXPIRED = "This sync token is older than the deletions still remembered: sync again without a token."

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, request, url_for
 from marshmallow import ValidationError
 
+from ..auth import scopes
 from ..auth.bearer import require_user
 from ..platform import idempotency
 from ..platform.db import Row
@@ -25,6 +26,7 @@ from . import operations
 from .schemas import dump_task, list_query, load_complete, load_task_input, load_task_patch
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user_id>/tasks")
+scopes.declare(bp, read=scopes.READ, write=scopes.WRITE)
 
 TASK_ID = "<task_id:task_id>"  # the converter is platform.http.IdConverter
 
