@@ -328,7 +328,8 @@ def test_each_attempt_logs_one_line_without_the_query_string_secret_or_body(user
     webhook = user.webhook(receiver.url + "/hook?signature=topsecret")
     user.task(title="Private title")
     deliver_due(deliverer, user.user_id)
-    (record,) = [r for r in caplog.records if getattr(r, "user_id", None) == user.user_id]
+    attempts = [r for r in caplog.records if r.name == "todo_api.webhooks.deliver"]
+    (record,) = [r for r in attempts if getattr(r, "user_id", None) == user.user_id]
     assert record.event == "webhook.attempt"
     assert (record.webhook_id, record.type, record.attempt, record.status) == (webhook["id"], "task.created", 1, 200)
     assert record.delivery_id == receiver.received[0].headers["webhook-id"]
