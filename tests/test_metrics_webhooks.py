@@ -95,9 +95,7 @@ def test_deliveries_pending_and_ended_by_outcome_are_the_tables_figures(webhook_
     assert {k: after[k] - before[k] for k in after} == {"pending": 1, "succeeded": 2, "failed": 2}
 
 
-def test_the_oldest_pending_deliverys_age_is_its_age_and_zero_once_none_is_pending(
-    webhook_app, hook_user, receiver, deliverer, conn
-):
+def test_the_oldest_pending_deliverys_age_is_its_age_until_it_ends(webhook_app, hook_user, receiver, deliverer, conn):
     client = webhook_app.test_client()
     hook_user.webhook(receiver.url + "/ok")
     hook_user.task()

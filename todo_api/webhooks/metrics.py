@@ -35,10 +35,6 @@ class DeliveryCollector:
     def __init__(self, database: Database):
         self.database = database
 
-    def describe(self) -> list[Metric]:
-        """Nothing to check at registration (which would otherwise run collect(), a database read)."""
-        return []
-
     def collect(self) -> Iterator[Metric]:
         figures = self.read()
         yield GaugeMetricFamily(
