@@ -15,9 +15,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from conftest import free_port, make_settings, unguarded
+from conftest import SECRET, free_port, make_settings, unguarded
 from prometheus_client.parser import text_string_to_metric_families
 from test_metrics import Samples, parse, scrape, value
+from test_metrics_gunicorn import fresh_get
 from test_outage import own_postgres, wait_for  # noqa: F401  (a fixture: a server of the test's own)
 from test_webhook_delivery import DEV, User, deliver_due
 from webhook_receiver import Answer, Receiver, running_receiver
@@ -176,3 +177,28 @@ def test_an_empty_table_is_zeros_and_a_stopped_server_is_up_0_until_it_is_back(o
         wait_for(lambda: value(scrape(client), UP) == 1, timeout=15)
     finally:
         app.extensions["todo_api.db"].close()
+
+
+@pytest.mark.process
+def test_under_two_workers_every_scrape_shows_the_databases_figure_not_a_sum(start_gunicorn, database_url, conn):
+    user_id = "metrics-webhooks-gunicorn-user"
+    webhook = conn.execute(
+        "INSERT INTO webhooks (user_id, url, events, secret) "
+        "VALUES (%s, 'https://hooks.example.com/', '{*}', 'whsec_x') RETURNING id",
+        [user_id],
+    ).fetchone()["id"]
+    try:
+        conn.execute(
+            "INSERT INTO webhook_deliveries (user_id, webhook_id, event, payload) "
+            "SELECT %s, %s, 'webhook.test', '{}' FROM generate_series(1, 3)",
+            [user_id, webhook],
+        )
+        pending = conn.execute("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'").fetchone()["n"]
+        server = start_gunicorn({"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}, workers=2)
+        for _ in range(8):  # each on a connection of its own: either worker answers
+            response = fresh_get(f"{server.url}/metrics")
+            assert response.status_code == 200
+            samples = parse(response.text)
+            assert (value(samples, UP), value(samples, PENDING)) == (1, pending)
+    finally:
+        conn.execute("DELETE FROM webhooks WHERE user_id = %s", [user_id])
