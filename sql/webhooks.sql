@@ -1,7 +1,8 @@
 -- Every statement on webhooks and their deliveries (API.md §10). The API's statements each filter by
 -- user_id; the delivery process's scans (`find_*`, `forget_*`) look across users on purpose and run
--- only in `todo-api deliver` (docs/webhooks.md); so does `count_deliveries_by_status`, once per
--- /metrics scrape, with the single-shard guard lifted for its own transaction (docs/metrics.md).
+-- only in `todo-api deliver` (docs/webhooks.md). `count_deliveries_by_status` looks across users too,
+-- in the web service, once per /metrics scrape, with the single-shard guard lifted for its own
+-- transaction (docs/metrics.md).
 
 -- fragment: webhook_columns
 -- A webhook's columns as the API returns it, in WebhookSchema's order (webhooks/schemas.py); never the secret.

@@ -23,7 +23,6 @@ from ..platform.db import Database, Row
 
 log = logging.getLogger("todo_api.webhooks.metrics")
 
-QUERY_NAMES = ("allow_delivery_metrics_fan_out", "count_deliveries_by_status")
 READ_TIMEOUT_SECONDS = 1.0  # waiting for a pooled connection: a scrape must not wait DB_POOL_TIMEOUT
 STATEMENT_TIMEOUT_MS = 1000
 OUTCOMES = ("succeeded", "failed")
