@@ -1,6 +1,8 @@
 -- Every statement on webhooks and their deliveries (API.md §10). The API's statements each filter by
--- user_id; the delivery process's scans (`find_*`, `forget_ended_deliveries`, `count_deliveries_by_status`)
--- look across users on purpose and run only in `todo-api deliver` (docs/webhooks.md).
+-- user_id; the delivery process's scans (`find_*`, `forget_*`) look across users on purpose and run
+-- only in `todo-api deliver` (docs/webhooks.md). `count_deliveries_by_status` looks across users too,
+-- in the web service, once per /metrics scrape, with the single-shard guard lifted for its own
+-- transaction (docs/metrics.md).
 
 -- fragment: webhook_columns
 -- A webhook's columns as the API returns it, in WebhookSchema's order (webhooks/schemas.py); never the secret.
@@ -171,9 +173,21 @@ WHERE status <> 'pending' AND ended_at < now() - make_interval(days => %(retenti
 DELETE FROM task_reminders
 WHERE remind_at < now() - interval '2 days';
 
+-- --- /metrics (webhooks/metrics.py) -------------------------------------------------------
+
+-- name: allow_delivery_metrics_fan_out
+-- For this transaction only: the statement that follows may read every shard (on Citus, the
+-- single-shard guard citus.multi_task_query_log_level is off; a placeholder setting nobody reads on
+-- plain PostgreSQL), and gives up after %(timeout_ms)s ms. The one fan-out of the web service.
+SELECT set_config('citus.multi_task_query_log_level', 'off', true),
+       set_config('statement_timeout', %(timeout_ms)s, true);
+
 -- name: count_deliveries_by_status
--- For metrics: pending deliveries and the age of the oldest, and ended ones by outcome, over every user.
-SELECT status, count(*) AS deliveries,
-       extract(epoch FROM now() - min(created_at)) AS oldest_age_seconds
-FROM webhook_deliveries
-GROUP BY status;
+-- Over every user: deliveries pending, the age in seconds of the oldest pending one (0 when none),
+-- and the ended ones still kept (WEBHOOK_RETENTION_DAYS) by outcome. One row, one pass.
+SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       COALESCE(greatest(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')), 0), 0)::float8
+           AS oldest_pending_seconds
+FROM webhook_deliveries;

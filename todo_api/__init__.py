@@ -22,6 +22,7 @@ from .platform.db import Database, QueryError
 from .platform.http import MAX_BODY_BYTES, BoundedRequest, IdConverter
 from .sync import routes as sync_routes
 from .tasks import routes as task_routes
+from .webhooks import metrics as webhook_metrics
 from .webhooks import routes as webhook_routes
 
 CORS_ALLOWED_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-ID"]
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.before_request(bearer.guard_api_requests_without_view)
     app.after_request(logs.finish_request)
     metrics.init_app(app, settings.metrics_enabled)
+    webhook_metrics.register(app, database)
     errors.register_error_handlers(app)
     # The converter's name shows in the request log's route, `/api/<user_id>/tasks/<task_id:task_id>`.
     app.url_map.converters["task_id"] = IdConverter

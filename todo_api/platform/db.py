@@ -280,13 +280,14 @@ class Database:
             return {"size": 0, "in_use": 0, "waiting": 0}
         return {"size": pool.get_stats()["pool_size"], "in_use": self._in_use, "waiting": self._waiting}
 
-    def _checkout(self, pool: ConnectionPool[PooledConnection]) -> PooledConnection:
-        """pool.getconn(), tallied for pool_stats: waiting until it returns, then in use until _checkin."""
+    def _checkout(self, pool: ConnectionPool[PooledConnection], timeout: float | None = None) -> PooledConnection:
+        """pool.getconn(), tallied for pool_stats: waiting until it returns, then in use until _checkin.
+        `timeout`: seconds to wait instead of DB_POOL_TIMEOUT."""
         with self._tally_lock:
             self._waiting += 1
         got = False
         try:
-            conn = pool.getconn()
+            conn = pool.getconn(timeout)
             got = True
         finally:
             with self._tally_lock:
@@ -329,17 +330,17 @@ class Database:
             )
 
     @contextmanager
-    def _connection(self) -> Iterator[PooledConnection]:
+    def _connection(self, pool_timeout: float | None = None) -> Iterator[PooledConnection]:
         """A pooled connection that prepares statements only while this pool still does. One that its
         server closed while it sat idle (the server restarted, was demoted, or crashed) is dropped
         before use, with every other idle one it closed, rather than failing this request."""
         pool = self.pool
-        conn = self._checkout(pool)
+        conn = self._checkout(pool, pool_timeout)
         if _closed_by_server(conn):
             conn.close()
             self._checkin(pool, conn)  # discarded and replaced
             pool.check()
-            conn = self._checkout(pool)
+            conn = self._checkout(pool, pool_timeout)
         try:
             conn.prepare_threshold = self._prepare_threshold
             yield conn
@@ -372,11 +373,14 @@ class Database:
             raise CommitUnconfirmed("the commit's wait for the synchronous standby was cut short")
 
     @contextmanager
-    def transaction(self, *, one_snapshot: bool = False) -> Iterator[Runner]:
+    def transaction(self, *, one_snapshot: bool = False, pool_timeout: float | None = None) -> Iterator[Runner]:
         """One transaction on a pooled connection, committed when the block ends without error.
 
         `one_snapshot=True`: a read-only transaction whose statements all see the same snapshot
         (REPEATABLE READ), so that, say, a page and its total count agree.
+
+        `pool_timeout`: seconds to wait for a connection instead of DB_POOL_TIMEOUT, for work that
+        must give up sooner than a request (a /metrics scrape while the database is down).
 
         Nothing in it is prepared: behind a pooler that cannot carry prepared statements, a statement
         prepared elsewhere would fail mid-transaction, and only the caller's block could run again.
@@ -385,7 +389,7 @@ class Database:
         connection is free, destroying the statements other clients prepared there. What preparing
         would save is in docs/performance.md (figures behind the code).
         """
-        with self._connection() as conn, conn.cursor() as cur:
+        with self._connection(pool_timeout) as conn, conn.cursor() as cur:
             conn.prepare_threshold = None
             if self.settings_are_defaults:
                 cur.execute(BEGIN_ONE_SNAPSHOT if one_snapshot else BEGIN)

@@ -13,4 +13,7 @@ QUERY_NAMES = (
     "delete_webhook",
     "insert_test_delivery",
     "list_deliveries",
+    # /metrics (metrics.py)
+    "allow_delivery_metrics_fan_out",
+    "count_deliveries_by_status",
 )
