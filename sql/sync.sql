@@ -22,7 +22,7 @@ WITH state AS (
     UNION ALL
     -- id and user_id, then a NULL for each other column of {task_columns} (sql/tasks.sql)
     (SELECT sync_seq, task_id, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, NULL, NULL, NULL, NULL, NULL, NULL, deleted_at
+            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, deleted_at
      FROM task_tombstones
      WHERE user_id = %(user_id)s AND sync_seq > %(deleted_after)s
      ORDER BY sync_seq

@@ -552,8 +552,8 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
             for user, titles in (("ann", ["a1", "a2", "a3"]), ("bob", ["b1", "b2"]), ("ann", ["a4"])):
                 for title in titles:
                     conn.execute("INSERT INTO tasks (user_id, title) VALUES (%s, %s)", [user, title])
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(migrations))
+        with backend.lock():  # up to 0008: 0009 numbers every task once more (each gains a position)
+            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0009")))
         backend.connection.close()
         with connect(url, autocommit=True) as conn:
             numbered = conn.execute("SELECT user_id, title, sync_seq FROM tasks ORDER BY user_id, id").fetchall()
@@ -561,11 +561,16 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
                 ("ann", "a1", 1), ("ann", "a2", 2), ("ann", "a3", 3), ("ann", "a4", 4),
                 ("bob", "b1", 1), ("bob", "b2", 2),
             ]  # fmt: skip
+        backend = yoyo_backend(url)
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations))
+        backend.connection.close()
+        with connect(url, autocommit=True) as conn:
             params = {"user_id": "ann", "after": 0, "deleted_after": None, "page_size": 201, "retention_days": 30}
             rows = conn.execute(load_queries()["sync_changes"], params, prepare=False).fetchall()
-            assert [(row[0], row[3]) for row in rows] == [(4, 1), (4, 2), (4, 3), (4, 4)]  # (last_seq, sync_seq)
+            assert [(row[0], row[3]) for row in rows] == [(8, 5), (8, 6), (8, 7), (8, 8)]  # (last_seq, sync_seq)
             conn.execute("INSERT INTO tasks (user_id, title) VALUES ('bob', 'b3')")
-            assert conn.execute("SELECT last_seq FROM sync_state WHERE user_id = 'bob'").fetchone()[0] == 3
+            assert conn.execute("SELECT last_seq FROM sync_state WHERE user_id = 'bob'").fetchone()[0] == 5
     finally:
         with connect(database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from flask import current_app
 from marshmallow import ValidationError
 
 from ..platform import idempotency, sealing
 from ..platform.db import Row, current_database
 from ..platform.errors import ApiError, invalid
-from . import listing, writes
+from . import listing, tree, writes
 from .errors import task_not_found
 
 log = logging.getLogger("todo_api.tasks")
@@ -83,10 +84,38 @@ def list_tasks(user_id: str, options: dict[str, Any]) -> Page:
     return Page(page, codec.encode(query, page[-1]) if len(rows) > limit else None, total)
 
 
-def create_task(user_id: str, fields: dict[str, Any]) -> Row:
-    """Insert a task from loaded TaskInputSchema `fields`; returns it."""
-    task = current_database().fetch_one("insert_task", {**fields, "user_id": user_id})
+@dataclass(frozen=True)
+class Deleted:
+    """A task as it was when deleted, and how many subtasks went with it."""
+
+    task: Row
+    subtasks: int
+
+
+def _insert_task(run: Any, user_id: str, fields: dict[str, Any]) -> Row:
+    """Insert a task last among its siblings (`run`: a transaction when it goes under a parent, which
+    tree.place_new checks and locks); 400 on a list_id or parent_id that is not the user's."""
+    if fields.get("parent_id") is not None:
+        fields = tree.place_new(run, user_id, fields)
+    else:
+        list_id = fields.get("list_id")
+        fields = {**fields, "list_id": list_id, "parent_id": None}
+        fields["position"] = tree.last_position(run, user_id, list_id, None)
+    try:
+        task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
+    except psycopg.errors.ForeignKeyViolation as error:
+        raise tree.refused_reference(error) from None
     assert task is not None  # INSERT ... RETURNING returns the row
+    return task
+
+
+def create_task(user_id: str, fields: dict[str, Any]) -> Row:
+    """Insert a task from loaded TaskCreateSchema `fields`; returns it."""
+    if fields.get("parent_id") is None:
+        task = _insert_task(current_database(), user_id, fields)
+    else:
+        with current_database().transaction() as run:
+            task = _insert_task(run, user_id, fields)
     _log_write("task.created", user_id, task["id"])
     return task
 
@@ -105,8 +134,7 @@ def create_task_once(
         remembered = idempotency.claim(run, user_id, key, request_hash)
         if remembered is not None:
             return remembered
-        task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
-        assert task is not None  # INSERT ... RETURNING returns the row
+        task = _insert_task(run, user_id, fields)
         first = answer(task)
         idempotency.remember(run, user_id, key, first)
     _log_write("task.created", user_id, task["id"])
@@ -180,17 +208,30 @@ def complete_task(
     return Written(task)
 
 
-def delete_task(user_id: str, task_id: int, expected_versions: list[int] | None = None) -> Row:
-    """Delete a task if the version still matches; returns it as it was. 404, 412.
+def delete_task(user_id: str, task_id: int, expected_versions: list[int] | None = None) -> Deleted:
+    """Delete a task and every task below it (the foreign key cascades), if the version still
+    matches; returns it as it was, with the number of subtasks. 404, 412.
     Then forgets a batch of the user's deletions past the retention, if one is a day past it: users
     who never sync have them too."""
     params = {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
-    task = current_database().fetch_one("delete_task", {**params, "retention_days": _retention_days()})
+    with current_database().transaction() as run:
+        run.fetch_one("lock_task_tree", {"user_id": user_id})  # no subtask added meanwhile: the count holds
+        subtasks = tree.lock_subtasks(run, user_id, task_id)
+        task = run.fetch_one("delete_task", {**params, "retention_days": _retention_days()})
     if task is None:
         raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.deleted", user_id, task_id)
     if task["deletions_due"]:
         forget_deletions(user_id)
+    return Deleted(task, len(subtasks))
+
+
+def move_task(user_id: str, task_id: int, request: dict[str, Any], expected_versions: list[int] | None = None) -> Row:
+    """Move a task to another list, parent or place among its siblings (API.md §9); returns it.
+    400 on the field at fault, 404, 412."""
+    with current_database().transaction() as run:
+        task = tree.move(run, user_id, task_id, request, expected_versions)
+    _log_write("task.moved", user_id, task_id)
     return task
 
 

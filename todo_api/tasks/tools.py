@@ -11,7 +11,7 @@ from ..platform.http import MAX_ID
 from ..platform.tools import Tool, expected_versions, object_schema, split_arguments
 from . import operations
 from .errors import task_not_found
-from .schemas import complete_input, dump_task, list_query, task_input, task_patch
+from .schemas import complete_input, dump_task, list_query, task_create, task_patch
 
 OWN = ("task_id", "if_match")
 
@@ -35,7 +35,7 @@ def get_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    _, fields = split_arguments(arguments, task_input)
+    _, fields = split_arguments(arguments, task_create)
     return dump_task(operations.create_task(user_id, fields))
 
 
@@ -55,7 +55,7 @@ def complete_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def delete_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     mine, _ = split_arguments(arguments, own=OWN, required=("task_id",))
-    return dump_task(operations.delete_task(user_id, _task_id(mine), expected_versions(mine)))
+    return dump_task(operations.delete_task(user_id, _task_id(mine), expected_versions(mine)).task)
 
 
 _READ = {"readOnlyHint": True, "idempotentHint": True}
