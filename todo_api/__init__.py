@@ -7,9 +7,10 @@ import re
 from flask import Flask
 from flask_cors import CORS
 
-from . import sync, tasks
+from . import lists, sync, tasks
 from .auth import bearer
 from .auth.jwks import JwksCache
+from .lists import routes as list_routes
 from .mcp import routes as mcp_routes
 from .mcp.tools import tool_listing
 from .openapi import routes as openapi_routes
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         statement_timeout_ms=settings.db_statement_timeout_ms,
         prepared_statements=settings.db_prepared_statements,
     )
-    needed = (*tasks.QUERY_NAMES, *sync.QUERY_NAMES, *idempotency.QUERY_NAMES, *sealing.QUERY_NAMES)
+    needed = (*tasks.QUERY_NAMES, *lists.QUERY_NAMES, *sync.QUERY_NAMES, *idempotency.QUERY_NAMES, *sealing.QUERY_NAMES)
     missing = sorted(set(needed) - set(database.queries))
     if missing:
         raise QueryError(f"sql/ has no query named {', '.join(missing)}")
@@ -80,9 +81,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     errors.register_error_handlers(app)
     # The converter's name shows in the request log's route, `/api/<user_id>/tasks/<task_id:task_id>`.
     app.url_map.converters["task_id"] = IdConverter
+    app.url_map.converters["list_id"] = IdConverter
     # API.md §2: no redirect under /api/ (werkzeug would answer `//` with a 308 to a URL built from Host).
     app.url_map.merge_slashes = False
     app.register_blueprint(task_routes.bp)
+    app.register_blueprint(list_routes.bp)
     app.register_blueprint(sync_routes.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi_routes.bp)

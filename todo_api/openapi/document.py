@@ -15,6 +15,7 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from ..lists import openapi as list_openapi
 from ..mcp import openapi as mcp_openapi
 from ..platform import health
 from ..platform.apidoc import BEARER, add_shared_components, errors, json_content
@@ -131,6 +132,7 @@ def _add_docs_paths(spec: APISpec, converter: Any) -> None:
 # In the order the document shows them (its tags follow it).
 DECLARATIONS = (
     task_openapi.add_to_spec,
+    list_openapi.add_to_spec,
     sync_openapi.add_to_spec,
     health.add_to_spec,
     _add_docs_paths,
