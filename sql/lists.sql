@@ -94,7 +94,8 @@ FOR UPDATE;
 UPDATE lists
 SET position = rewritten.position, updated_at = now(), version = version + 1
 FROM unnest(%(ids)s::bigint[], %(positions)s::text[]) AS rewritten (id, position)
-WHERE user_id = %(user_id)s AND lists.id = rewritten.id AND lists.position <> rewritten.position COLLATE "C";
+WHERE user_id = %(user_id)s AND lists.id = rewritten.id AND lists.position <> rewritten.position COLLATE "C"
+RETURNING lists.id;
 
 -- name: move_list
 -- Put a list at %(position)s.

@@ -73,7 +73,8 @@ FOR UPDATE;
 UPDATE tasks
 SET position = rewritten.position, updated_at = now(), version = version + 1
 FROM unnest(%(ids)s::bigint[], %(positions)s::text[]) AS rewritten (id, position)
-WHERE user_id = %(user_id)s AND tasks.id = rewritten.id AND tasks.position <> rewritten.position COLLATE "C";
+WHERE user_id = %(user_id)s AND tasks.id = rewritten.id AND tasks.position <> rewritten.position COLLATE "C"
+RETURNING tasks.id;
 
 -- name: lock_task_tree
 -- Take the user's tree lock (migrations/0009): held to commit by every change of the user's task tree,
@@ -275,3 +276,10 @@ WITH due AS (
     RETURNING forgotten_seq
 )
 SELECT (SELECT count(*) FROM forgotten) AS forgotten, (SELECT forgotten_seq FROM raised) AS forgotten_seq;
+
+-- name: find_list
+-- One of the owner's lists, to check a listing's list_id (the lists feature owns the table;
+-- the features meet in the database).
+SELECT id
+FROM lists
+WHERE user_id = %(user_id)s AND id = %(list_id)s;

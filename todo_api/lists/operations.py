@@ -153,6 +153,9 @@ def delete_list(user_id: str, list_id: int, expected_versions: list[int] | None)
     """Delete a list and every task in it, in one transaction. 404, 412."""
     params = {"user_id": user_id, "list_id": list_id}
     with current_database().transaction() as run:
+        # the tree lock first, as a create under a parent or a move takes it: neither then holds a
+        # task's row that the cascade needs while waiting for this list's row
+        run.fetch_one("lock_lists", {"user_id": user_id})
         found = run.fetch_one("lock_list", params)
         if found is None:
             raise list_not_found()

@@ -98,6 +98,10 @@ def add_to_spec(spec: APISpec, converter: Any) -> None:
         {"description": "The task's id.", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
     )
     add_query_parameters(spec, converter, ListQuerySchema, "list", LIST_PARAMETERS)
+    for name in ("list_id", "parent_id"):  # an id, or the word `none`
+        spec.components.parameters[f"list.{name}"]["schema"] = {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_ID}, {"type": "string", "enum": ["none"]}]
+        }
     _add_paths(spec)
 
 
@@ -226,9 +230,14 @@ LIST_PARAMETERS = {
     "remind_before": "Tasks whose reminder is before this instant (tasks without `remind_at` never match). Due "
     "reminders: `status=pending&remind_before=<now>&sort=remind_at`.",
     "remind_after": "Tasks whose reminder is at or after this instant (tasks without `remind_at` never match).",
+    "list_id": "A list's id: that list's tasks; `none`: the inbox (tasks in no list). An id that is not one of "
+    "your lists is a 400.",
+    "parent_id": "A task's id: its direct subtasks; `none`: top-level tasks only. An id that is not one of your "
+    "tasks is a 400.",
     "sort": "Sort key, `-` for descending; ties broken by id in the same direction. Tasks without `due_at` (for "
     "`remind_at`: without `remind_at`) come last either way; `priority` sorts by rank "
-    "(`none` < `low` < `medium` < `high`).",
+    "(`none` < `low` < `medium` < `high`); `position` byte-wise, the order a user sees among siblings (with "
+    "`list_id` and `parent_id`).",
     "limit": "Page size.",
     "cursor": "Opaque: `meta.next_cursor` of the previous page, with the same sort and filters.",
     "total": "`true` adds `meta.total`, the number of tasks matching the filters.",

@@ -17,9 +17,10 @@ from marshmallow import ValidationError
 
 from ..platform import idempotency, sealing
 from ..platform.db import Row, current_database
-from ..platform.errors import ApiError, invalid
+from ..platform.errors import ApiError, invalid, validation_error
 from . import listing, tree, writes
 from .errors import task_not_found
+from .schemas import NOT_YOUR_LIST_FILTER, NOT_YOUR_TASK_FILTER
 
 log = logging.getLogger("todo_api.tasks")
 # Tombstones one forget_deletions call removes at most, so that a backlog (a user who deleted millions
@@ -61,6 +62,7 @@ def _missing_or_moved(user_id: str, task_id: int, expected_versions: list[int] |
 def list_tasks(user_id: str, options: dict[str, Any]) -> Page:
     """One page of the user's tasks for loaded ListQuerySchema `options`; 400 naming `cursor` for
     a cursor this listing did not issue."""
+    _check_owned_filters(user_id, options)
     query = listing.ListQuery(options)
     codec = listing.CursorCodec(sealing.app_codec(), user_id)
     try:
@@ -107,6 +109,20 @@ def _insert_task(run: Any, user_id: str, fields: dict[str, Any]) -> Row:
         raise tree.refused_reference(error) from None
     assert task is not None  # INSERT ... RETURNING returns the row
     return task
+
+
+def _check_owned_filters(user_id: str, options: dict[str, Any]) -> None:
+    """A listing's list_id and parent_id name one of the user's lists and tasks (or `none`): a 400
+    naming the parameter otherwise, with the message of an id that cannot exist."""
+    database = current_database()
+    if isinstance(options["list_id"], int) and not database.fetch_one(
+        "find_list", {"user_id": user_id, "list_id": options["list_id"]}
+    ):
+        raise validation_error({"list_id": [NOT_YOUR_LIST_FILTER]})
+    if isinstance(options["parent_id"], int) and not database.fetch_one(
+        "get_task_version", {"user_id": user_id, "task_id": options["parent_id"]}
+    ):
+        raise validation_error({"parent_id": [NOT_YOUR_TASK_FILTER]})
 
 
 def create_task(user_id: str, fields: dict[str, Any]) -> Row:

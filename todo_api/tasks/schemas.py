@@ -335,6 +335,32 @@ def dump_task(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class IdOrNone(fields.String):
+    """A listing's list_id or parent_id: `none`, or an id (digits in a query string, an integer from a
+    tool). An id that cannot be one (0, past bigint) gets `unknown`: the message of an id the user
+    does not have (the operation checks those), so an answer never tells the two apart."""
+
+    def __init__(self, unknown: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.unknown = unknown
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        if value == NONE:
+            return NONE
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+            value = int(value)
+        if type(value) is not int:
+            raise ValidationError(self.unknown)
+        if not 0 < value <= 2**63 - 1:
+            raise ValidationError(self.unknown)
+        return value
+
+
+NONE = "none"  # list_id=none: the inbox; parent_id=none: top-level tasks
+NOT_YOUR_LIST_FILTER = "Must be `none` or the id of one of your lists."
+NOT_YOUR_TASK_FILTER = "Must be `none` or the id of one of your tasks."
+
+
 class ListQuerySchema(QueryArgsSchema):
     """Query parameters of GET /api/{user_id}/tasks (API.md §4, Listing)."""
 
@@ -353,11 +379,13 @@ class ListQuerySchema(QueryArgsSchema):
     due_after = Timestamp(load_default=None)
     remind_before = Timestamp(load_default=None)
     remind_after = Timestamp(load_default=None)
+    list_id = IdOrNone(NOT_YOUR_LIST_FILTER, load_default=None)
+    parent_id = IdOrNone(NOT_YOUR_TASK_FILTER, load_default=None)
     sort = fields.String(
         validate=validate.OneOf(
             [
                 f"{direction}{key}"
-                for key in ("created_at", "updated_at", "due_at", "remind_at", "priority", "title")
+                for key in ("created_at", "updated_at", "due_at", "remind_at", "priority", "title", "position")
                 for direction in ("", "-")
             ]
         ),
