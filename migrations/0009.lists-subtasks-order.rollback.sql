@@ -1,11 +1,10 @@
 -- Undo 0009: tasks lose their list, parent and position (every task is in one flat bag again), the
 -- lists, their tombstones and the tree locks are dropped.
-ALTER TABLE tasks
-    DROP CONSTRAINT tasks_parent_fk,
-    DROP CONSTRAINT tasks_list_fk,
-    DROP COLUMN position,
-    DROP COLUMN parent_id,
-    DROP COLUMN list_id;
+ALTER TABLE tasks DROP CONSTRAINT tasks_parent_fk;  -- one subcommand a statement, for Citus
+ALTER TABLE tasks DROP CONSTRAINT tasks_list_fk;
+ALTER TABLE tasks DROP COLUMN position;
+ALTER TABLE tasks DROP COLUMN parent_id;
+ALTER TABLE tasks DROP COLUMN list_id;
 DELETE FROM task_tombstones WHERE is_list;
 ALTER TABLE task_tombstones DROP COLUMN is_list;
 DROP TABLE task_tree_locks;

@@ -4,6 +4,10 @@
 -- columns, the indexes and every comparison.
 -- depends: 0008.distribute-by-user
 
+-- On Citus: DDL on distributed tables and CREATE FUNCTION follow each other in this transaction, which
+-- Citus allows over one connection per node only (on plain PostgreSQL a setting nothing reads).
+SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true);
+
 -- lists.id numbers from a sequence, as tasks.id does since 0008 (Citus and identity columns).
 CREATE SEQUENCE lists_id_seq AS bigint;
 CREATE TABLE lists (
@@ -76,18 +80,20 @@ ALTER TABLE tasks
     ADD COLUMN parent_id bigint,
     ADD COLUMN position  text COLLATE "C";
 UPDATE tasks SET position = legacy_task_position(created_at, id);
-ALTER TABLE tasks
-    ALTER COLUMN position SET NOT NULL,
-    -- a row inserted outside the service (a clean-up script, a test) goes first, ties broken by id
-    ALTER COLUMN position SET DEFAULT 'a0',
-    ADD CONSTRAINT tasks_position_length CHECK (char_length(position) BETWEEN 1 AND 64),
-    ADD CONSTRAINT tasks_not_own_parent CHECK (parent_id <> id),
-    -- a subtask has no recurrence (a parent's is checked by the write: docs/lists.md)
-    ADD CONSTRAINT tasks_subtask_not_recurring CHECK (parent_id IS NULL OR recurrence IS NULL),
-    -- Deleting a list deletes its tasks, deleting a task its subtasks, in the same statement; a task
-    -- added or moved into a list (under a task) being deleted waits for it and then fails its check.
-    ADD CONSTRAINT tasks_list_fk FOREIGN KEY (user_id, list_id) REFERENCES lists (user_id, id) ON DELETE CASCADE,
-    ADD CONSTRAINT tasks_parent_fk FOREIGN KEY (user_id, parent_id) REFERENCES tasks (user_id, id) ON DELETE CASCADE;
+-- One subcommand a statement: Citus takes no ADD CONSTRAINT beside another.
+ALTER TABLE tasks ALTER COLUMN position SET NOT NULL;
+-- a row inserted outside the service (a clean-up script, a test) goes first, ties broken by id
+ALTER TABLE tasks ALTER COLUMN position SET DEFAULT 'a0';
+ALTER TABLE tasks ADD CONSTRAINT tasks_position_length CHECK (char_length(position) BETWEEN 1 AND 64);
+ALTER TABLE tasks ADD CONSTRAINT tasks_not_own_parent CHECK (parent_id <> id);
+-- a subtask has no recurrence (a parent's is checked by the write: tasks/writes.py)
+ALTER TABLE tasks ADD CONSTRAINT tasks_subtask_not_recurring CHECK (parent_id IS NULL OR recurrence IS NULL);
+-- Deleting a list deletes its tasks, deleting a task its subtasks, in the same statement; a task added
+-- or moved into a list (under a task) being deleted waits for it and then fails its check.
+ALTER TABLE tasks ADD CONSTRAINT tasks_list_fk
+    FOREIGN KEY (user_id, list_id) REFERENCES lists (user_id, id) ON DELETE CASCADE;
+ALTER TABLE tasks ADD CONSTRAINT tasks_parent_fk
+    FOREIGN KEY (user_id, parent_id) REFERENCES tasks (user_id, id) ON DELETE CASCADE;
 DROP FUNCTION legacy_task_position(timestamptz, bigint);
 DROP FUNCTION base62(bigint, integer);
 

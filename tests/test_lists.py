@@ -147,3 +147,25 @@ def test_list_id_is_set_on_post_and_read_only_in_put_and_patch(api):
     for method in (api.put, api.patch):
         error = assert_error(method(f"/{task['id']}", json={"title": "T", "list_id": None}), 400, "validation_error")
         assert error["details"] == {"list_id": ["This field is read-only."]}
+
+
+def test_sync_carries_lists_and_deleted_lists_and_the_tasks_a_deletion_took(api):
+    from test_sync import synced, walk
+
+    kept, doomed = new_list(api, "kept"), new_list(api, "doomed")
+    inside = api.create(list_id=doomed["id"])
+    first = synced(api)
+    assert {item["id"] for item in first["data"]["lists"]} == {kept["id"], doomed["id"]}
+    assert first["data"]["deleted_lists"] == [] and first["data"]["deleted"] == []
+    token = first["meta"]["sync_token"]
+    renamed = lists(api, f"/{kept['id']}", "PATCH", json={"name": "renamed"}).json["data"]
+    lists(api, f"/{doomed['id']}", "DELETE")
+    tasks, deleted, _, answers = walk(api, token, limit=1)  # one item an answer: lists count against limit
+    changed = [item for answer in answers for item in answer["data"]["lists"]]
+    gone = [item["id"] for answer in answers for item in answer["data"]["deleted_lists"]]
+    assert changed == [renamed] and gone == [doomed["id"]]
+    assert tasks == [] and [item["id"] for item in deleted] == [inside["id"]]
+    assert all(
+        sum(len(answer["data"][key]) for key in ("tasks", "deleted", "lists", "deleted_lists")) <= 1
+        for answer in answers
+    )

@@ -134,3 +134,18 @@ def test_the_migration_orders_existing_tasks_by_creation_in_the_inbox(database_u
     finally:
         with connect(database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_a_rebalance_shows_in_sync_like_any_other_change(api, conn):
+    from test_sync import synced, walk
+
+    a, b, c = (api.create(title=name) for name in "abc")
+    set_position(conn, a["id"], "a5")
+    set_position(conn, b["id"], "a5")
+    set_position(conn, c["id"], "a6")
+    token = synced(api)["meta"]["sync_token"]
+    move(api, c["id"], after=a["id"])
+    tasks, _, _, _ = walk(api, token)
+    seen = {task["id"]: task["position"] for task in tasks}
+    assert seen == {task["id"]: task_row(conn, task["id"])["position"] for task in (a, b, c) if task["id"] in seen}
+    assert c["id"] in seen and b["id"] in seen  # the moved task and the one rewritten
