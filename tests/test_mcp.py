@@ -20,12 +20,15 @@ from todo_api.platform.logs import JsonFormatter
 from todo_api.tasks.schemas import (
     READ_ONLY_FIELDS,
     ListQuerySchema,
-    TaskInputSchema,
+    TaskCreateSchema,
     TaskPatchSchema,
     TaskSchema,
 )
 
-TOOL_NAMES = ["list_tasks", "get_task", "add_task", "update_task", "complete_task", "delete_task"]
+TOOL_NAMES = [
+    "list_tasks", "get_task", "add_task", "update_task", "complete_task", "move_task", "delete_task",
+    "list_lists", "add_list", "update_list", "delete_list",
+]  # fmt: skip
 
 
 class Mcp:
@@ -363,7 +366,7 @@ def test_tools_list_has_the_six_tools_with_descriptions(tools):
 
 def test_add_task_schemas_have_every_field_of_the_marshmallow_schemas(tools):
     add = tools["add_task"]
-    assert set(add["inputSchema"]["properties"]) == writable(TaskInputSchema)
+    assert set(add["inputSchema"]["properties"]) == writable(TaskCreateSchema)
     assert add["inputSchema"]["required"] == ["title"]
     for name in ("get_task", "add_task", "update_task", "complete_task", "delete_task"):
         assert set(TaskSchema().fields) <= set(tools[name]["outputSchema"]["properties"]), name
@@ -388,12 +391,24 @@ def test_other_tools_take_the_rest_apis_parameters_plus_their_own(tools):
 
 def test_annotations_follow_the_contract(tools):
     hints = {name: tool["annotations"] for name, tool in tools.items()}
-    assert {name for name, hint in hints.items() if hint.get("readOnlyHint")} == {"list_tasks", "get_task"}
-    assert {name for name, hint in hints.items() if hint.get("destructiveHint")} == {"delete_task"}
-    for name in ("add_task", "update_task", "complete_task"):
+    assert {name for name, hint in hints.items() if hint.get("readOnlyHint")} == {
+        "list_tasks",
+        "get_task",
+        "list_lists",
+    }
+    assert {name for name, hint in hints.items() if hint.get("destructiveHint")} == {"delete_task", "delete_list"}
+    for name in ("add_task", "update_task", "complete_task", "move_task", "add_list", "update_list"):
         assert hints[name]["destructiveHint"] is False
     idempotent = {name for name, hint in hints.items() if hint.get("idempotentHint")}
-    assert idempotent == {"get_task", "list_tasks", "update_task", "delete_task"}
+    assert idempotent == {
+        "get_task",
+        "list_tasks",
+        "update_task",
+        "delete_task",
+        "list_lists",
+        "update_list",
+        "delete_list",
+    }
 
 
 # --- each tool, checked against the database ----------------------------------------------------
