@@ -283,3 +283,12 @@ SELECT (SELECT count(*) FROM forgotten) AS forgotten, (SELECT forgotten_seq FROM
 SELECT id
 FROM lists
 WHERE user_id = %(user_id)s AND id = %(list_id)s;
+
+-- name: share_list
+-- One of the owner's lists, held (FOR KEY SHARE, as the foreign key's check would) until the
+-- transaction ends: a task created in it takes the list before its own insert takes the user's sync
+-- counter, the order a list's deletion takes them in (tasks/tree.py).
+SELECT id
+FROM lists
+WHERE user_id = %(user_id)s AND id = %(list_id)s
+FOR KEY SHARE;

@@ -14,6 +14,7 @@ QUERY_NAMES = (
     "count_tasks",
     "forget_deletions",
     "find_list",
+    "share_list",
     "last_sibling_position",
     "sibling_position",
     "next_sibling_position",

@@ -95,12 +95,14 @@ class Deleted:
 
 
 def _insert_task(run: Any, user_id: str, fields: dict[str, Any]) -> Row:
-    """Insert a task last among its siblings (`run`: a transaction when it goes under a parent, which
-    tree.place_new checks and locks); 400 on a list_id or parent_id that is not the user's."""
+    """Insert a task last among its siblings (`run`: a transaction when it goes in a list or under a
+    parent, which tree.place_new checks and locks); 400 on a list_id or parent_id not the user's."""
     if fields.get("parent_id") is not None:
         fields = tree.place_new(run, user_id, fields)
     else:
         list_id = fields.get("list_id")
+        if list_id is not None:
+            tree.share_list(run, user_id, list_id)
         fields = {**fields, "list_id": list_id, "parent_id": None}
         fields["position"] = tree.last_position(run, user_id, list_id, None)
     try:
@@ -127,7 +129,7 @@ def _check_owned_filters(user_id: str, options: dict[str, Any]) -> None:
 
 def create_task(user_id: str, fields: dict[str, Any]) -> Row:
     """Insert a task from loaded TaskCreateSchema `fields`; returns it."""
-    if fields.get("parent_id") is None:
+    if fields.get("parent_id") is None and fields.get("list_id") is None:  # the inbox: no lock to take
         task = _insert_task(current_database(), user_id, fields)
     else:
         with current_database().transaction() as run:

@@ -12,10 +12,15 @@ the order breaks by id (and a later move between the two rebalances the group).
 
 A list that is deleted while a task is added or moved into it: the foreign key (migrations/0009)
 makes the insert or update wait for the deletion and then fail, answered as the 400 on `list_id`.
+A deletion takes the tree lock, the list's row, the rows of its tasks, then (its tombstones) the
+user's sync counter; so a task created in a list takes the list's row (`share_list`) before its
+insert takes the counter, and a move, which holds the counter when its foreign key checks the list,
+holds the tree lock too, so it never waits for a deletion that waits for it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,11 +50,19 @@ _FOREIGN_KEY_FIELDS = {"tasks_list_fk": ("list_id", NOT_YOUR_LIST), "tasks_paren
 def refused_reference(error: psycopg.errors.ForeignKeyViolation) -> ApiError:
     """A write whose list_id or parent_id named no row of the user (or one deleted meanwhile): the 400
     on that field, with the one message an id that never existed gets."""
-    constraint = error.diag.constraint_name or ""
+    # Citus relays a worker's error without its constraint field: its message names the constraint
+    constraint = error.diag.constraint_name or error.diag.message_primary or ""
     for name, (field, message) in _FOREIGN_KEY_FIELDS.items():
-        if constraint == name or constraint.startswith(name + "_"):
+        if re.search(rf"\b{name}(_\d+)?\b", constraint):
             return invalid_field(field, message)
     raise error
+
+
+def share_list(run: Runner, user_id: str, list_id: int) -> None:
+    """Hold one of the user's lists for a task created in it (400 on `list_id` if it is not one): the
+    list before the user's sync counter, as a list's deletion takes them, so the two never deadlock."""
+    if run.fetch_one("share_list", {"user_id": user_id, "list_id": list_id}) is None:
+        raise invalid_field("list_id", NOT_YOUR_LIST)
 
 
 def _siblings(user_id: str, list_id: int | None, parent_id: int | None, task_id: int | None = None) -> dict[str, Any]:
