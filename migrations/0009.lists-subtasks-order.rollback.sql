@@ -1,6 +1,6 @@
 -- Undo 0009: tasks lose their list, parent and position (every task is in one flat bag again), the
 -- lists, their tombstones and the tree locks are dropped. Sequential on Citus (DDL, then DROP FUNCTION).
-SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true);
+DO $$ BEGIN PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true); END $$;
 ALTER TABLE tasks DROP CONSTRAINT tasks_parent_fk;  -- one subcommand a statement, for Citus
 ALTER TABLE tasks DROP CONSTRAINT tasks_list_fk;
 ALTER TABLE tasks DROP COLUMN position;

@@ -6,7 +6,7 @@
 
 -- On Citus: DDL on distributed tables and CREATE FUNCTION follow each other in this transaction, which
 -- Citus allows over one connection per node only (on plain PostgreSQL a setting nothing reads).
-SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true);
+DO $$ BEGIN PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true); END $$;
 
 -- lists.id numbers from a sequence, as tasks.id does since 0008 (Citus and identity columns).
 CREATE SEQUENCE lists_id_seq AS bigint;

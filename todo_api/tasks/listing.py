@@ -97,6 +97,11 @@ _FILTERS: dict[str, sql.SQL] = {
     # With a bound, tasks without that timestamp never match: drop their +-infinity stand-ins.
     "has_due": sql.SQL("AND {due} > '-infinity'::timestamptz AND {due} < 'infinity'::timestamptz"),
 }
+# One sibling group (list_id and parent_id both filtered): list_id and parent_id are the same on every
+# row, so ordering by them first changes nothing, but lets PostgreSQL read the order straight from
+# tasks_user_list_position_idx: an IS NULL condition (the inbox, the top level) does not make a column
+# constant for the planner as an equality does, and it would sort the whole group instead.
+_GROUP_ORDER = sql.SQL("list_id {direction}, parent_id {direction}, {key}")
 _AFTER_ASC = sql.SQL("AND ({key}, id) > (%(after_key)s::{cast}, %(after_id)s)")
 _AFTER_DESC = sql.SQL("AND ({key}, id) < (%(after_key)s::{cast}, %(after_id)s)")
 
@@ -118,6 +123,12 @@ class ListQuery:
     @property
     def sort(self) -> SortKey:
         return SORT_KEYS[self.options["sort"]]
+
+    @property
+    def one_group(self) -> bool:
+        """Whether the listing is one sibling group in position order (see _GROUP_ORDER)."""
+        options = self.options
+        return self.sort.column == "position" and options["list_id"] is not None and options["parent_id"] is not None
 
     @property
     def plan_depends_on_values(self) -> bool:
@@ -255,11 +266,12 @@ def build_list_statement(
         pattern = _AFTER_DESC if sort.descending else _AFTER_ASC
         after_fragment = pattern.format(key=sort.expression, cast=sort.cast)
         params["after_key"], params["after_id"] = after
+    direction = sql.SQL("DESC" if sort.descending else "ASC")
     statement = template.format(
         filters=filters,
         after=after_fragment,
-        sort_key=sort.expression,
-        direction=sql.SQL("DESC" if sort.descending else "ASC"),
+        sort_key=_GROUP_ORDER.format(direction=direction, key=sort.expression) if query.one_group else sort.expression,
+        direction=direction,
     )
     return statement, params
 
