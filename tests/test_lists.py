@@ -169,3 +169,16 @@ def test_sync_carries_lists_and_deleted_lists_and_the_tasks_a_deletion_took(api)
         sum(len(answer["data"][key]) for key in ("tasks", "deleted", "lists", "deleted_lists")) <= 1
         for answer in answers
     )
+
+
+def test_moving_a_list_between_two_that_leave_no_room_rebalances_the_lists(api, conn):
+    a, b, c = (new_list(api, name) for name in "abc")
+    conn.execute("UPDATE lists SET position = %s WHERE id = %s", ["a0" + "V" * 62, a["id"]])
+    conn.execute("UPDATE lists SET position = %s WHERE id = %s", ["a0" + "V" * 61 + "W", b["id"]])
+    conn.execute("UPDATE lists SET position = %s WHERE id = %s", ["a1", c["id"]])
+    versions = {row["id"]: row["version"] for row in lists(api).json["data"]}
+    assert lists(api, f"/{c['id']}/move", "POST", json={"after": a["id"]}).status_code == 200
+    listed = lists(api).json["data"]
+    assert [item["name"] for item in listed] == ["a", "c", "b"]
+    assert all(len(item["position"]) <= 64 for item in listed)
+    assert all(item["version"] == versions[item["id"]] + 1 for item in listed)  # each rewritten once
