@@ -49,8 +49,14 @@ EXAMPLE_TASK = {
     "updated_at": "2026-11-20T10:15:00Z",
     "version": 1,
 }
-EXAMPLE_INPUT = {**EXAMPLE_TASK, "due_at": "2026-12-01T09:00:00+01:00", "remind_at": "2026-12-01T08:30:00+01:00"}
-EXAMPLE_MOVE = {"parent_id": None, "list_id": 7, "after": 41}
+# Input examples name no list, parent or sibling: an id is valid only if it is one of the user's.
+EXAMPLE_INPUT = {
+    **EXAMPLE_TASK,
+    "due_at": "2026-12-01T09:00:00+01:00",
+    "remind_at": "2026-12-01T08:30:00+01:00",
+    "list_id": None,
+}
+EXAMPLE_MOVE = {"parent_id": None, "list_id": None, "after": None}
 # Set on POST, then changed only by …/move: read-only in PUT and PATCH (API.md §3).
 MOVED_FIELDS = ("list_id", "parent_id")
 LIST_ID = "The list the task is in; null: the user's inbox. A subtask is in its parent's list."
