@@ -79,7 +79,18 @@ ALTER TABLE tasks
     ADD COLUMN list_id   bigint,
     ADD COLUMN parent_id bigint,
     ADD COLUMN position  text COLLATE "C";
-UPDATE tasks SET position = legacy_task_position(created_at, id);
+-- Each existing task gains a position a client must learn, so it takes a new change number (sync):
+-- its old one plus the user's counter, all above every number handed out so far and unique (the old
+-- ones were), then the counter doubles. Set here, with the numbering trigger aside: a trigger per row
+-- would update the user's counter row a million times in one transaction, walking an ever longer
+-- chain of its versions each time.
+ALTER TABLE tasks DISABLE TRIGGER tasks_sync_seq;
+UPDATE tasks
+SET position = legacy_task_position(tasks.created_at, tasks.id), sync_seq = tasks.sync_seq + counter.last_seq
+FROM sync_state AS counter
+WHERE counter.user_id = tasks.user_id;
+UPDATE sync_state SET last_seq = last_seq * 2;
+ALTER TABLE tasks ENABLE TRIGGER tasks_sync_seq;
 -- One subcommand a statement: Citus takes no ADD CONSTRAINT beside another.
 ALTER TABLE tasks ALTER COLUMN position SET NOT NULL;
 -- a row inserted outside the service (a clean-up script, a test) goes first, ties broken by id
