@@ -61,6 +61,41 @@ CREATE TABLE task_tree_locks (
 CALL distribute_by_user('lists');
 CALL distribute_by_user('task_tree_locks');
 
+-- The position right after `key` (NULL: none yet), as fractional_indexing.generate_key_between(key,
+-- NULL) makes it (platform/positions.py): the key's integer part counted up by one. A new task in the
+-- inbox gets its position from it inside its INSERT (sql/tasks.sql), one statement as before lists;
+-- tests/test_positions.py holds it equal to the package's. NULL past the last integer ('z' and 26
+-- 'z's: not reached by appending, a key at a time).
+CREATE FUNCTION position_after(key text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    digits constant text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+    head text := left(key, 1);
+    body text;
+    digit integer;
+BEGIN
+    IF key IS NULL THEN
+        RETURN 'a0';
+    END IF;
+    body := substr(key, 2, CASE WHEN head >= 'a' THEN ascii(head) - ascii('a') + 1 ELSE ascii('Z') - ascii(head) + 1 END);
+    FOR i IN REVERSE length(body)..1 LOOP
+        digit := strpos(digits, substr(body, i, 1));
+        IF digit < 62 THEN
+            RETURN head || overlay(body PLACING substr(digits, digit + 1, 1) FROM i FOR 1);
+        END IF;
+        body := overlay(body PLACING '0' FROM i FOR 1);
+    END LOOP;
+    IF head = 'Z' THEN
+        RETURN 'a0';
+    ELSIF head = 'z' THEN
+        RETURN NULL;
+    ELSIF head >= 'a' THEN
+        RETURN chr(ascii(head) + 1) || body || '0';
+    END IF;
+    RETURN chr(ascii(head) + 1) || substr(body, 2);
+END
+$$;
+
 -- The position of a task that existed before this migration: its creation time, then its id, as a
 -- fractional-indexing key ("a0" and a fraction of fixed-width base-62 digits, no trailing zero), so
 -- that a user's old tasks are in creation order and a new one goes after them ("a1").
