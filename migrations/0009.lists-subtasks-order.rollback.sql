@@ -11,4 +11,3 @@ ALTER TABLE task_tombstones DROP COLUMN is_list;
 DROP TABLE task_tree_locks;
 DROP TABLE lists;
 DROP FUNCTION lists_leave_tombstone();
-DROP FUNCTION position_after(text);

@@ -8,21 +8,14 @@ id, user_id, title, description, completed, completed_at, priority, tags, due_at
 recurrence, timezone, remind_at, next_id, list_id, parent_id, position, created_at, updated_at, version
 
 -- name: insert_task
--- Create a task for its owner, at %(position)s among its siblings, and return it; without one (NULL),
--- last in the inbox's top level, the group every plain create goes to: position_after (0009) of the
--- group's last position, read here, so such a create stays one statement (the subquery runs only
--- then). A list_id or parent_id not the owner's fails its foreign key (tasks/operations.py: a 400).
+-- Create a task for its owner, at %(position)s among its siblings, and return it. A list_id or
+-- parent_id that is not the owner's fails the foreign key (tasks/operations.py answers a 400).
 INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, tags, due_at,
                    recurrence, timezone, remind_at, list_id, parent_id, position)
 VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
         CASE WHEN %(completed)s THEN now() END,
         %(priority)s, %(tags)s, %(due_at)s, %(recurrence)s, %(timezone)s, %(remind_at)s,
-        %(list_id)s, %(parent_id)s,
-        COALESCE(%(position)s, position_after((SELECT position
-                                               FROM tasks
-                                               WHERE user_id = %(user_id)s AND list_id IS NULL AND parent_id IS NULL
-                                               ORDER BY list_id DESC, parent_id DESC, position COLLATE "C" DESC, id DESC
-                                               LIMIT 1))))
+        %(list_id)s, %(parent_id)s, %(position)s)
 RETURNING {task_columns};
 
 -- name: last_sibling_position

@@ -149,20 +149,3 @@ def test_a_rebalance_shows_in_sync_like_any_other_change(api, conn):
     seen = {task["id"]: task["position"] for task in tasks}
     assert seen == {task["id"]: task_row(conn, task["id"])["position"] for task in (a, b, c) if task["id"] in seen}
     assert c["id"] in seen and b["id"] in seen  # the moved task and the one rewritten
-
-
-def test_the_databases_position_after_is_the_packages_key_after(conn):
-    """position_after (migrations/0009) places a new inbox task inside its INSERT: it must make the
-    key fractional-indexing makes, for every shape of key (integer parts of every length, fractions)."""
-    from fractional_indexing import generate_key_between
-
-    rng = random.Random(25)
-    keys = [None, "a0", "az", "azz", "b0z", "bzz", "Zz", "Yzz", "Z0", "a0V", "a5zzzV", "y" + "z" * 25]
-    keys += positions.spread(300)[::7]
-    low = "a0"
-    for _ in range(200):  # keys with fractions, as moves make them
-        low = positions.between(low, rng.choice(["a1", low + "V", None])) or low
-        keys.append(low)
-    for key in keys:
-        found = conn.execute("SELECT position_after(%s) AS key", [key]).fetchone()["key"]
-        assert found == generate_key_between(key, None), key

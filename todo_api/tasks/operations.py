@@ -101,10 +101,10 @@ def _insert_task(run: Any, user_id: str, fields: dict[str, Any]) -> Row:
         fields = tree.place_new(run, user_id, fields)
     else:
         list_id = fields.get("list_id")
-        fields = {**fields, "list_id": list_id, "parent_id": None, "position": None}  # None: insert_task places it
         if list_id is not None:
             tree.share_list(run, user_id, list_id)
-            fields["position"] = tree.last_position(run, user_id, list_id, None)
+        fields = {**fields, "list_id": list_id, "parent_id": None}
+        fields["position"] = tree.last_position(run, user_id, list_id, None)
     try:
         task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
     except psycopg.errors.ForeignKeyViolation as error:

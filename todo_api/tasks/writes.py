@@ -143,6 +143,5 @@ def _insert_successor(run: Runner, task: Row, now: datetime) -> Row | None:
             remind_at = None
     params = {field: task[field] for field in COPIED_FIELDS}
     params.update(completed=False, due_at=following.due_at, recurrence=following.recurrence, remind_at=remind_at)
-    position = None if task["list_id"] is None else tree.last_position(run, task["user_id"], task["list_id"], None)
-    params.update(parent_id=None, position=position)  # None: insert_task places it last in the inbox
+    params.update(parent_id=None, position=tree.last_position(run, task["user_id"], task["list_id"], None))
     return run.fetch_one("insert_task", params)
