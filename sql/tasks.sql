@@ -34,6 +34,15 @@ WHERE user_id = %(user_id)s
 ORDER BY list_id DESC, parent_id DESC, position COLLATE "C" DESC, id DESC
 LIMIT 1;
 
+-- name: last_inbox_position
+-- last_sibling_position for the inbox's top level, the group of every plain create: the same read,
+-- without the NULL tests, so it can be prepared like every statement on the POST path.
+SELECT position
+FROM tasks
+WHERE user_id = %(user_id)s AND list_id IS NULL AND parent_id IS NULL
+ORDER BY list_id DESC, parent_id DESC, position COLLATE "C" DESC, id DESC
+LIMIT 1;
+
 -- name: sibling_position
 -- The position of %(after_id)s if it is one of the siblings with %(list_id)s and %(parent_id)s and
 -- not %(task_id)s itself (a move's `after`); no row otherwise. Run unprepared, as above.

@@ -16,6 +16,7 @@ QUERY_NAMES = (
     "find_list",
     "share_list",
     "last_sibling_position",
+    "last_inbox_position",
     "sibling_position",
     "next_sibling_position",
     "lock_siblings",

@@ -73,7 +73,10 @@ def last_position(
     run: Any, user_id: str, list_id: int | None, parent_id: int | None, task_id: int | None = None
 ) -> str:
     """A position after every sibling in the group (`task_id`, a task being moved, left out)."""
-    last = run.fetch_one("last_sibling_position", _siblings(user_id, list_id, parent_id, task_id), prepare=False)
+    if list_id is None and parent_id is None and task_id is None:  # a plain create: the prepared read
+        last = run.fetch_one("last_inbox_position", {"user_id": user_id})
+    else:
+        last = run.fetch_one("last_sibling_position", _siblings(user_id, list_id, parent_id, task_id), prepare=False)
     key = positions.between(last["position"] if last else None, None)
     assert key is not None  # appending lengthens no key: the integer part counts up
     return key
