@@ -122,7 +122,9 @@ def migrate_and_seed(url: str, users: dict[str, int]) -> None:
         for user_id in users:
             started = time.perf_counter()
             conn.execute(REMINDERS_SQL, {"user_id": user_id})
-            conn.execute(LISTS_SQL, {"user_id": user_id})
+            for statement in LISTS_SQL.split(";\n"):  # several statements: one at a time, with parameters
+                if statement.strip():
+                    conn.execute(statement, {"user_id": user_id} if "%(" in statement else None)
             log(f"set reminders, lists and subtasks for {user_id} in {time.perf_counter() - started:.1f} s")
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
