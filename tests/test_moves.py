@@ -192,3 +192,19 @@ def test_a_list_deleted_while_tasks_are_added_to_it_leaves_no_orphan(app, api, c
             [api.user_id],
         ).fetchone()["count"]
         assert orphans == 0
+
+
+def test_a_recurrence_given_while_a_subtask_is_created_under_the_task_never_both(app, api, conn):
+    recurrence = {"recurrence": "FREQ=DAILY", "due_at": "2027-01-04T09:00:00Z"}
+    for _ in range(ROUNDS // 3):
+        task = api.create()
+        answers = race(
+            app,
+            api.user_id,
+            lambda other, task=task: other.patch(f"/{task['id']}", json=recurrence).status_code,
+            lambda other, task=task: other.post(json={"title": "step", "parent_id": task["id"]}).status_code,
+        )
+        assert answers in ([200, 400], [400, 201]), answers
+        row = task_row(conn, task["id"])
+        children = conn.execute("SELECT count(*) FROM tasks WHERE parent_id = %s", [task["id"]]).fetchone()["count"]
+        assert row["recurrence"] is None or children == 0

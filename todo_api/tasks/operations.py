@@ -202,6 +202,8 @@ def _write_locked(
     """A write that must see the stored task, in one transaction (writes.write_locked); logs it as
     `event` (None: completed or reopened, as it turned out) and the occurrence it created."""
     with current_database().transaction() as run:
+        if fields.get("recurrence") is not None:  # no subtask may appear under it meanwhile (tree.py)
+            run.fetch_one("lock_task_tree", {"user_id": user_id})
         task, following = writes.write_locked(run, user_id, task_id, fields, expected_versions, partial=partial)
     _log_write(event or ("task.completed" if task["completed"] else "task.reopened"), user_id, task_id)
     if following is not None:
