@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= $(CURDIR)/.data/run
 
-.PHONY: run test test-pgbouncer test-citus lint format bench bench-webhooks bench-http bench-citus bench-listing bench-rules soak failover clean
+.PHONY: run test test-pgbouncer test-citus lint format bench bench-webhooks bench-http bench-citus bench-listing bench-rules bench-moves soak failover clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -46,7 +46,7 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache *.egg-info
 
-bench: bench-http bench-listing bench-rules
+bench: bench-http bench-listing bench-rules bench-moves
 
 bench-http: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
@@ -63,6 +63,11 @@ bench-citus: $(STAMP)
 bench-listing: $(STAMP)
 	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 	$(BIN)/python bench/listing.py --table bench/results/listing.md --plans bench/results/listing-plans.md
+
+# A move among 10,000 siblings against one among 10 (issue 25): median latency of each, and the ratio.
+bench-moves: $(STAMP)
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+	$(BIN)/python bench/moves.py --table bench/results/moves.md
 
 # POSTs with a plain task and with rules built to make the occurrence search work hard (issue 22):
 # each one's median and its ratio to the plain POST's, the slowest rule last.

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import psycopg
@@ -166,15 +167,26 @@ def free_port() -> int:
 class Server:
     """gunicorn on 127.0.0.1 with the given config file and app."""
 
-    def __init__(self, config: str, app: str, env: dict[str, str], workers: int, log: Path, postmasters: list[int]):
+    def __init__(
+        self,
+        config: str,
+        app: str,
+        env: dict[str, str],
+        workers: int,
+        log: Path,
+        postmasters: list[int],
+        checkout: Path = ROOT,
+    ):
         self.postmasters = postmasters  # the PostgreSQL servers it uses, for CpuMeter
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers)}
+        if checkout != ROOT:  # another checkout's code (--before): first on the path, ahead of the installed one
+            full_env["PYTHONPATH"] = str(checkout)
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", config, app],
-            cwd=ROOT,
+            cwd=checkout,
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -260,17 +272,21 @@ def _errors(output: str) -> int:
     return errors
 
 
-def scenarios(task_ids: dict[str, list[int]], personal_tokens: dict[str, str]) -> dict[str, list[dict]]:
+def scenarios(task_ids: dict[str, list[int]], personal_tokens: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """The requests of each scenario; "GET one (PAT)" only given personal tokens (a --before checkout
+    may predate them)."""
     rng = random.Random(7)
     tokens = {user: token(user) for user in task_ids}
     auth = {user: {"Authorization": f"Bearer {tokens[user]}"} for user in task_ids}
-    personal = {user: {"Authorization": f"Bearer {personal_tokens[user]}"} for user in task_ids}
+    personal = {user: {"Authorization": f"Bearer {token}"} for user, token in (personal_tokens or {}).items()}
     json_auth = {user: {**auth[user], "Content-Type": "application/json"} for user in task_ids}
     pairs = [(user, task_id) for user, ids in task_ids.items() for task_id in ids]
     sample = rng.sample(pairs, 500)
-    return {
+    chosen = {
         "GET one": [{"method": "GET", "path": f"/api/{u}/tasks/{t}", "headers": auth[u]} for u, t in sample],
-        "GET one (PAT)": [{"method": "GET", "path": f"/api/{u}/tasks/{t}", "headers": personal[u]} for u, t in sample],
+        "GET one (PAT)": [{"method": "GET", "path": f"/api/{u}/tasks/{t}", "headers": personal[u]} for u, t in sample]
+        if personal
+        else [],
         "GET list (20)": [{"method": "GET", "path": f"/api/{u}/tasks?limit=20", "headers": auth[u]} for u in task_ids],
         "POST": [
             {
@@ -291,6 +307,7 @@ def scenarios(task_ids: dict[str, list[int]], personal_tokens: dict[str, str]) -
             for u, t in sample
         ],
     }
+    return {name: requests for name, requests in chosen.items() if requests}
 
 
 def median(values: list[float]) -> float:
@@ -327,6 +344,12 @@ def main() -> int:
         "--per-transaction-settings", action="store_true", help="do not run set-db-defaults (see docs/performance.md)"
     )
     parser.add_argument("--citus", action="store_true", help="also on a Citus cluster, side by side (make bench-citus)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also the service of another checkout (e.g. `git archive` of the commit before a change), on a "
+        "database of its own migrated by that code, in the same rounds: its scenarios end in (before)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -361,6 +384,23 @@ def main() -> int:
             "floor + SELECT 1": (floor, lua_script([{"method": "GET", "path": "/floor/db"}])),
         }
         scripts.update({name: (service, lua_script(requests)) for name, requests in scenarios(*seeded).items()})
+        if args.before:
+            before_url = prepare_before(postgres.url(), args.before, args.per_transaction_settings)
+            before_ids = seeded_task_ids(before_url)
+            before = Server(
+                "gunicorn.conf.py",
+                "wsgi:app",
+                {**env, "DATABASE_URL": before_url},
+                args.workers,
+                workdir / "before.log",
+                one_server,
+                checkout=args.before.resolve(),
+            )
+            servers.append(before)
+            before.wait_ready("/healthz")
+            scripts.update(
+                {f"{name} (before)": (before, lua_script(requests)) for name, requests in scenarios(before_ids).items()}
+            )
         if cluster:
             (workdir / "citus").mkdir()
             cluster.start()
@@ -457,6 +497,25 @@ def prepare(url: str, per_transaction_settings: bool) -> tuple[dict[str, list[in
     migrate()
     if not per_transaction_settings:
         assert set_db_defaults()[1], "set-db-defaults did not take"
+    task_ids = seeded_task_ids(url)
+    return task_ids, personal_access_tokens(url, task_ids)
+
+
+def prepare_before(url: str, checkout: Path, per_transaction_settings: bool) -> str:
+    """A database beside `url`'s for the service of `checkout`, migrated (and set up) by that code's
+    own CLI, as it would be deployed; its URL. The caller seeds it (seeded_task_ids)."""
+    before_url = urlsplit(url)._replace(path="/before").geturl()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE before")
+    env = {**os.environ, "DATABASE_URL": before_url, "PYTHONPATH": str(checkout.resolve())}
+    commands = [["migrate"]] + ([] if per_transaction_settings else [["set-db-defaults"]])
+    for command in commands:
+        subprocess.run([sys.executable, "-m", "todo_api.cli", *command], cwd=checkout, env=env, check=True)
+    return before_url
+
+
+def seeded_task_ids(url: str) -> dict[str, list[int]]:
+    """Seed the migrated database at `url` and analyse it; each user's task ids."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SEED_SQL, {"users": USERS, "tasks": TASKS_PER_USER})
         conn.execute("ANALYZE tasks")
@@ -464,12 +523,18 @@ def prepare(url: str, per_transaction_settings: bool) -> tuple[dict[str, list[in
         task_ids: dict[str, list[int]] = {}
         for user_id, task_id in rows:
             task_ids.setdefault(user_id, []).append(task_id)
-        personal_tokens = {user_id: credentials.mint(user_id) for user_id in task_ids}
-        insert = load_queries()["insert_access_token"]
+    return task_ids
+
+
+def personal_access_tokens(url: str, task_ids: dict[str, list[int]]) -> dict[str, str]:
+    """A personal access token (tasks:read) for each user, stored as the service stores them."""
+    personal_tokens = {user_id: credentials.mint(user_id) for user_id in task_ids}
+    insert = load_queries()["insert_access_token"]
+    with psycopg.connect(url, autocommit=True) as conn:
         for user_id, personal in personal_tokens.items():
             params = {"name": "bench", "scopes": ["tasks:read"], "expires_in_days": 1}
             conn.execute(insert, {**params, "user_id": user_id, "token_hash": credentials.hash_token(personal)})
-    return task_ids, personal_tokens
+    return personal_tokens
 
 
 def citus_plans(url: str, user_id: str) -> str:

@@ -53,6 +53,7 @@ from todo_api.tasks.schemas import list_query
 
 SEED_SQL = (Path(__file__).resolve().parent / "listing_seed.sql").read_text()
 REMINDERS_SQL = (Path(__file__).resolve().parent / "reminders_seed.sql").read_text()
+LISTS_SQL = (Path(__file__).resolve().parent / "lists_seed.sql").read_text()
 LISTING_MIGRATION = "0003.listing-indexes"
 SECRET = "bench-secret-that-is-long-enough-0123456789"
 NEWEST = "2026-01-01T00:00:00Z"
@@ -79,6 +80,11 @@ SCENARIOS: list[tuple[str, dict[str, str], bool]] = [
      {"status": "pending", "remind_before": "2026-01-15T00:00:00Z", "sort": "remind_at"}, True),
     ("rare word (q=notary)", {"q": "notary"}, False),
     ("first page with total=true", {"total": "true"}, False),
+    # Lists, subtasks and manual order (issue 25): {list} is the user's first list, {parent} its newest
+    # task with subtasks (bench/lists_seed.sql).
+    ("a list's tasks, by position", {"list_id": "{list}", "parent_id": "none", "sort": "position"}, True),
+    ("a task's subtasks, by position", {"parent_id": "{parent}", "sort": "position"}, True),
+    ("the inbox, by position", {"list_id": "none", "parent_id": "none", "sort": "position"}, True),
 ]  # fmt: skip
 SYNC_NOTHING_NEW = "sync, nothing new"
 SYNC_CHANGES = 20
@@ -116,7 +122,10 @@ def migrate_and_seed(url: str, users: dict[str, int]) -> None:
         for user_id in users:
             started = time.perf_counter()
             conn.execute(REMINDERS_SQL, {"user_id": user_id})
-            log(f"set reminders for {user_id} in {time.perf_counter() - started:.1f} s")
+            for statement in LISTS_SQL.split(";\n"):  # several statements: one at a time, with parameters
+                if statement.strip():
+                    conn.execute(statement, {"user_id": user_id} if "%(" in statement else None)
+            log(f"set reminders, lists and subtasks for {user_id} in {time.perf_counter() - started:.1f} s")
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
         conn.execute("VACUUM ANALYZE tasks")
@@ -237,16 +246,30 @@ def main() -> int:
     return 0 if all(ratio <= 2.0 for ratio in targets) else 1
 
 
+def structure(url: str, user_id: str) -> dict[str, int]:
+    """The ids the lists scenarios name for a user: its first list, its newest task with subtasks."""
+    with psycopg.connect(url) as conn:
+        first_list = conn.execute(
+            'SELECT id FROM lists WHERE user_id = %s ORDER BY position COLLATE "C", id LIMIT 1', [user_id]
+        ).fetchone()[0]
+        parent = conn.execute(
+            "SELECT max(parent_id) FROM tasks WHERE user_id = %s AND parent_id IS NOT NULL", [user_id]
+        ).fetchone()[0]
+    return {"list": first_list, "parent": parent}
+
+
 def measure(app, beside_app, url: str, beside_url: str, large: str, small: str, args) -> tuple[list, tuple]:
     clients = {large: Client(app, large), small: Client(app, small)}
+    ids = {user: structure(url, user) for user in clients}
     started = time.perf_counter()
     deep = {user: client.cursor_at_page({}, DEEP_PAGE) for user, client in clients.items()}
     log(f"walked to page {DEEP_PAGE:,} by cursor in {time.perf_counter() - started:.1f} s")
     codec = app.extensions["todo_api.tokens"]  # built by the walk's first request
     rows, plans = [], []
-    for name, params, target in SCENARIOS:
+    for name, scenario, target in SCENARIOS:
         calls = {}
         for user, client in clients.items():
+            params = {key: value.format(**ids[user]) for key, value in scenario.items()}
             query = {**params, **({"cursor": deep[user]} if name == DEEP and deep[user] else {})}
             calls[user] = lambda client=client, query=query: client.get(query)
         medians, runs = median_ms(calls, args.runs)
@@ -254,6 +277,7 @@ def measure(app, beside_app, url: str, beside_url: str, large: str, small: str, 
         rows.append((name, medians[large], medians[small], ratio, target, runs))
         log(f"{name}: {medians[large]:.2f} ms / {medians[small]:.2f} ms = {ratio:.2f}")
         if args.plans:
+            params = {key: value.format(**ids[large]) for key, value in scenario.items()}
             plans.append((name, params, explain(url, large, params, deep[large] if name == DEEP else None, codec)))
     sync_rows, beside = measure_sync(app, beside_app, url, beside_url, large, small, args, plans)
     if args.plans:

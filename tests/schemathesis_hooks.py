@@ -40,6 +40,18 @@ def map_case(context, case):
         _keep_too_long_when_trimmed(case.body)
     if case.operation.label in WEBHOOK_BODIES and isinstance(case.body, dict) and not body_negative:
         _valid_webhook_body(case.body)
+    # A list_id, parent_id or after names one of the user's lists or tasks (API.md §8, §9): a made-up
+    # id is a 400 by design, whatever the document allows. Schema-valid cases name none (null in a
+    # body, absent from the listing's query); schema-violating ones keep theirs.
+    references = REFERENCES.get(case.operation.label, ())
+    if references and isinstance(case.body, dict) and not body_negative:
+        for name in references:
+            if name in case.body:
+                case.body[name] = None
+    if case.operation.label == LIST_TASKS and not negative and case.query:
+        for name in ("list_id", "parent_id"):
+            if case.query.get(name) != "none":
+                case.query.pop(name, None)
     if case.operation.label == LIST_TASKS and negative and case.query and "tag" in case.query:
         tags = case.query["tag"]
         limit = TRIMMED_LIMITS["tag"]
@@ -51,6 +63,11 @@ def map_case(context, case):
     return case
 
 
+REFERENCES = {
+    "POST /api/{user_id}/tasks": ("list_id", "parent_id"),
+    "POST /api/{user_id}/tasks/{task_id}/move": ("list_id", "parent_id", "after"),
+    "POST /api/{user_id}/lists/{list_id}/move": ("after",),
+}
 TRIMMED_LIMITS = {"title": 200, "tags": 50, "tag": 50}  # API.md §3: trimmed; the limit applies after trimming
 
 

@@ -143,7 +143,7 @@ def test_default_listing_is_newest_first_with_the_list_meta(api, conn):
     assert body["data"][0].keys() == {
         "id", "user_id", "title", "description", "completed", "completed_at",
         "priority", "tags", "due_at", "recurrence", "timezone", "remind_at", "next_id",
-        "created_at", "updated_at", "version",
+        "list_id", "parent_id", "position", "created_at", "updated_at", "version",
     }  # fmt: skip
 
 

@@ -43,7 +43,10 @@ RECENT_DELETIONS = 20_000
 # chips, the search box, the priority filter and the due-date views, alone and combined.
 FRONTEND_LISTINGS: list[dict[str, str]] = [
     {},
-    *({"sort": sort} for sort in listing.SORT_KEYS),
+    *({"sort": sort} for sort in listing.SORT_KEYS if not sort.endswith("position")),
+    # Manual order is an order within one group of siblings (API.md §9): here the inbox's top level.
+    {"list_id": "none", "parent_id": "none", "sort": "position"},
+    {"list_id": "none", "parent_id": "none", "sort": "-position"},
     {"status": "pending"},
     {"status": "pending", "sort": "due_at"},
     {"status": "pending", "sort": "-priority"},

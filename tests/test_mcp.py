@@ -20,12 +20,15 @@ from todo_api.platform.logs import JsonFormatter
 from todo_api.tasks.schemas import (
     READ_ONLY_FIELDS,
     ListQuerySchema,
-    TaskInputSchema,
+    TaskCreateSchema,
     TaskPatchSchema,
     TaskSchema,
 )
 
-TOOL_NAMES = ["list_tasks", "get_task", "add_task", "update_task", "complete_task", "delete_task"]
+TOOL_NAMES = [
+    "list_tasks", "get_task", "add_task", "update_task", "complete_task", "move_task", "delete_task",
+    "list_lists", "add_list", "update_list", "delete_list",
+]  # fmt: skip
 
 
 class Mcp:
@@ -363,7 +366,7 @@ def test_tools_list_has_the_six_tools_with_descriptions(tools):
 
 def test_add_task_schemas_have_every_field_of_the_marshmallow_schemas(tools):
     add = tools["add_task"]
-    assert set(add["inputSchema"]["properties"]) == writable(TaskInputSchema)
+    assert set(add["inputSchema"]["properties"]) == writable(TaskCreateSchema)
     assert add["inputSchema"]["required"] == ["title"]
     for name in ("get_task", "add_task", "update_task", "complete_task", "delete_task"):
         assert set(TaskSchema().fields) <= set(tools[name]["outputSchema"]["properties"]), name
@@ -388,12 +391,24 @@ def test_other_tools_take_the_rest_apis_parameters_plus_their_own(tools):
 
 def test_annotations_follow_the_contract(tools):
     hints = {name: tool["annotations"] for name, tool in tools.items()}
-    assert {name for name, hint in hints.items() if hint.get("readOnlyHint")} == {"list_tasks", "get_task"}
-    assert {name for name, hint in hints.items() if hint.get("destructiveHint")} == {"delete_task"}
-    for name in ("add_task", "update_task", "complete_task"):
+    assert {name for name, hint in hints.items() if hint.get("readOnlyHint")} == {
+        "list_tasks",
+        "get_task",
+        "list_lists",
+    }
+    assert {name for name, hint in hints.items() if hint.get("destructiveHint")} == {"delete_task", "delete_list"}
+    for name in ("add_task", "update_task", "complete_task", "move_task", "add_list", "update_list"):
         assert hints[name]["destructiveHint"] is False
     idempotent = {name for name, hint in hints.items() if hint.get("idempotentHint")}
-    assert idempotent == {"get_task", "list_tasks", "update_task", "delete_task"}
+    assert idempotent == {
+        "get_task",
+        "list_tasks",
+        "update_task",
+        "delete_task",
+        "list_lists",
+        "update_list",
+        "delete_list",
+    }
 
 
 # --- each tool, checked against the database ----------------------------------------------------
@@ -741,3 +756,39 @@ def test_a_rule_stored_before_ordinals_were_capped_completes_and_moves_through_t
     assert (moved["due_at"], moved["recurrence"]) == ("2034-02-06T09:00:00Z", rule)
     done = mcp.ok("complete_task", task_id=task_id)
     assert done["next_occurrence"]["due_at"] == "2035-02-05T09:00:00Z"
+
+
+# --- lists, subtasks and order (API.md §7, §8, §9) ---------------------------------------------------
+
+
+def named(mcp, tool: str, **arguments: Any) -> dict[str, Any]:
+    """A tool call with a `name` argument (which Mcp.ok's own first parameter would take)."""
+    result = mcp.rpc("tools/call", {"name": tool, "arguments": arguments})["result"]
+    assert result["isError"] is False, result
+    return result["structuredContent"]
+
+
+def test_list_tools_and_move_task_act_as_the_rest_api(mcp, conn):
+    groceries = named(mcp, "add_list", name="Groceries")
+    assert mcp.ok("list_lists") == {"lists": [groceries]}
+    renamed = named(mcp, "update_list", list_id=groceries["id"], name="Food", if_match=1)
+    assert renamed["name"] == "Food" and renamed["version"] == 2
+    parent = mcp.ok("add_task", title="Milk", list_id=groceries["id"])
+    child = mcp.ok("add_task", title="Oat", parent_id=parent["id"])
+    loose = mcp.ok("add_task", title="Loose")
+    assert child["list_id"] == groceries["id"]
+    listed = mcp.ok("list_tasks", list_id="none", parent_id="none", sort="position")
+    assert [task["id"] for task in listed["tasks"]] == [loose["id"]]
+    listed = mcp.ok("list_tasks", parent_id=parent["id"], sort="-position")
+    assert [task["id"] for task in listed["tasks"]] == [child["id"]]
+    moved = mcp.ok("move_task", task_id=loose["id"], parent_id=parent["id"], after=None)
+    assert moved["parent_id"] == parent["id"] and moved["list_id"] == groceries["id"] and moved["version"] == 2
+    assert list(mcp.error("move_task", "validation_error", task_id=parent["id"], parent_id=child["id"])["details"]) == [
+        "parent_id"
+    ]
+    mcp.error("delete_list", "precondition_failed", list_id=groceries["id"], if_match=1)
+    deleted = mcp.ok("delete_list", list_id=groceries["id"])
+    assert deleted["deleted_tasks"] == 3 and deleted["id"] == groceries["id"]
+    assert task_row(conn, loose["id"]) is None
+    mcp.error("delete_list", "not_found", list_id=groceries["id"])
+    assert list(mcp.error("list_tasks", "validation_error", list_id=groceries["id"])["details"]) == ["list_id"]

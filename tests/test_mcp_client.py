@@ -15,7 +15,10 @@ from conftest import SECRET, make_token, task_row
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-TOOLS = ["list_tasks", "get_task", "add_task", "update_task", "complete_task", "delete_task"]
+TOOLS = [
+    "list_tasks", "get_task", "add_task", "update_task", "complete_task", "move_task", "delete_task",
+    "list_lists", "add_list", "update_list", "delete_list",
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -43,10 +46,16 @@ async def session_run(url: str, token: str) -> dict[str, Any]:
             "update_task", {"task_id": task_id, "title": "Water them", "if_match": 1}
         )
         seen["complete_task"] = await session.call_tool("complete_task", {"task_id": task_id, "completed": True})
+        seen["add_list"] = await session.call_tool("add_list", {"name": "Garden"})
+        list_id = seen["add_list"].structured_content["id"]
+        seen["update_list"] = await session.call_tool("update_list", {"list_id": list_id, "name": "Plants"})
+        seen["list_lists"] = await session.call_tool("list_lists", {})
+        seen["move_task"] = await session.call_tool("move_task", {"task_id": task_id, "list_id": list_id})
         seen["stale"] = await session.call_tool("delete_task", {"task_id": task_id, "if_match": 1})
         seen["kept"] = await session.call_tool("get_task", {"task_id": task_id})
-        seen["delete_task"] = await session.call_tool("delete_task", {"task_id": task_id, "if_match": 3})
+        seen["delete_task"] = await session.call_tool("delete_task", {"task_id": task_id, "if_match": 4})
         seen["missing"] = await session.call_tool("get_task", {"task_id": task_id})
+        seen["delete_list"] = await session.call_tool("delete_list", {"list_id": list_id})
         seen["task_id"] = task_id
     return seen
 
@@ -75,7 +84,7 @@ def test_the_sdk_client_initializes_lists_and_calls_every_tool(server, conn):
     assert seen["complete_task"].structured_content["completed"] is True
     assert seen["stale"].is_error is True
     assert seen["stale"].structured_content["error"]["code"] == "precondition_failed"
-    assert seen["kept"].structured_content["version"] == 3  # the stale delete changed nothing
+    assert seen["kept"].structured_content["version"] == 4  # the stale delete changed nothing
     assert seen["delete_task"].structured_content["id"] == task_id
     assert seen["missing"].structured_content["error"]["code"] == "not_found"
     assert task_row(conn, task_id) is None
@@ -90,6 +99,7 @@ def test_the_sdk_client_initializes_lists_and_calls_every_tool(server, conn):
         "task.created",
         "task.updated",
         "task.completed",
+        "task.moved",
         "task.deleted",
     ]
     assert "Water" not in text and token not in text and '"event": "error"' not in text

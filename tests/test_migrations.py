@@ -115,7 +115,14 @@ def test_task_ids_and_sync_numbers_go_on_across_0008_and_its_rollback(database_u
         backend.connection.close()
     assert id_column(conn) == {"identity": "", "default": "nextval('tasks_id_seq'::regclass)"}
     renumbered = sync_numbers(conn, api.user_id)
-    assert renumbered["tasks"][:2] == numbered["tasks"] and renumbered["last_seq"] == numbered["last_seq"] + 1
+    # 0008 numbers no task again; 0009, applied after it, numbers each once more (its new position),
+    # past every number handed out before: its old number plus the counter, which then doubles
+    counter = numbered["last_seq"] + 1  # and the task inserted while 0008 was rolled back
+    assert [task["id"] for task in renumbered["tasks"]] == [*(task["id"] for task in numbered["tasks"]), before]
+    assert [task["sync_seq"] for task in renumbered["tasks"][:2]] == [
+        task["sync_seq"] + counter for task in numbered["tasks"]
+    ]
+    assert renumbered["last_seq"] == 2 * counter
     count, after = rows_and_next_id(conn, api.user_id)
     assert count == 3 and after > before
     assert api.get(f"/{after}").json["data"]["title"] == "next"

@@ -26,6 +26,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/<user_id>/tasks/<task_id:task_id>"): WRITE,
     ("DELETE", "/api/<user_id>/tasks/<task_id:task_id>"): WRITE,
     ("PATCH", "/api/<user_id>/tasks/<task_id:task_id>/complete"): WRITE,
+    ("POST", "/api/<user_id>/tasks/<task_id:task_id>/move"): WRITE,
+    ("GET", "/api/<user_id>/lists"): READ,
+    ("POST", "/api/<user_id>/lists"): WRITE,
+    ("GET", "/api/<user_id>/lists/<list_id:list_id>"): READ,
+    ("PATCH", "/api/<user_id>/lists/<list_id:list_id>"): WRITE,
+    ("POST", "/api/<user_id>/lists/<list_id:list_id>/move"): WRITE,
+    ("DELETE", "/api/<user_id>/lists/<list_id:list_id>"): WRITE,
     ("GET", "/api/<user_id>/sync"): READ,
     ("GET", "/api/<user_id>/tokens"): JWT,
     ("POST", "/api/<user_id>/tokens"): JWT,
@@ -47,6 +54,11 @@ TOOL_SCOPES = {
     "update_task": WRITE,
     "complete_task": WRITE,
     "delete_task": WRITE,
+    "move_task": WRITE,
+    "list_lists": READ,
+    "add_list": WRITE,
+    "update_list": WRITE,
+    "delete_list": WRITE,
 }
 # What each kind of token may do.
 GRANTS = {
@@ -69,6 +81,10 @@ def body_for(method: str, rule: str) -> dict[str, Any] | None:
             if method == "PATCH"
             else None
         )
+    if rule.endswith("/move"):
+        return {"after": None}
+    if "/lists" in rule:
+        return {"name": "n"} if method in ("POST", "PATCH") else None
     if rule.endswith("/complete") or method not in ("POST", "PUT", "PATCH"):
         return None
     return {"title": "t"}
@@ -81,6 +97,11 @@ TOOL_ARGUMENTS = {
     "update_task": {"task_id": 1, "title": "t"},
     "complete_task": {"task_id": 1},
     "delete_task": {"task_id": 1},
+    "move_task": {"task_id": 1, "after": None},
+    "list_lists": {},
+    "add_list": {"name": "n"},
+    "update_list": {"list_id": 1, "name": "n"},
+    "delete_list": {"list_id": 1},
 }
 
 
@@ -103,9 +124,10 @@ def with_pat(api, token: str, method: str, path: str, **kwargs: Any):
     return api.client.open(path, method=method, headers={"Authorization": f"Bearer {token}"}, **kwargs)
 
 
-def concrete(rule: str, user_id: str, task_id: int, webhook_id: int = 999999) -> str:
+def concrete(rule: str, user_id: str, task_id: int, webhook_id: int = 999999, list_id: int = 999999) -> str:
     return (
         rule.replace("<user_id>", user_id)
+        .replace("<list_id:list_id>", str(list_id))
         .replace("<task_id:task_id>", str(task_id))
         .replace("<token_id:token_id>", "999999")
         .replace("<webhook_id:webhook_id>", str(webhook_id))
@@ -118,6 +140,15 @@ def a_webhook(api, rule: str) -> int:
         return 999999
     response = api.client.post(
         f"/api/{api.user_id}/webhooks", json=WEBHOOK, headers={"Authorization": f"Bearer {api.token}"}
+    )
+    assert response.status_code == 201, response.json
+    return response.json["data"]["id"]
+
+
+def a_list(api) -> int:
+    """The id of a new list of the user (made with the JWT)."""
+    response = api.client.post(
+        f"/api/{api.user_id}/lists", json={"name": "scopes"}, headers={"Authorization": f"Bearer {api.token}"}
     )
     assert response.status_code == 201, response.json
     return response.json["data"]["id"]
@@ -154,7 +185,7 @@ def test_a_route_answers_a_token_by_its_scopes(api, grant, method, rule):
     task = api.create(title="mine")
     token = make_pat(api, grant.split("+"))
     need = ROUTES[(method, rule)]
-    path = concrete(rule, api.user_id, task["id"], a_webhook(api, rule))
+    path = concrete(rule, api.user_id, task["id"], a_webhook(api, rule), a_list(api))
     response = with_pat(api, token, method, path, json=body_for(method, rule))
     if need in GRANTS[grant]:
         assert response.status_code in (200, 201, 202), response.json
@@ -166,7 +197,7 @@ def test_a_route_answers_a_token_by_its_scopes(api, grant, method, rule):
 @pytest.mark.parametrize(("method", "rule"), sorted(ROUTES))
 def test_a_jwt_has_every_scope(api, method, rule):
     task = api.create()
-    path = concrete(rule, api.user_id, task["id"], a_webhook(api, rule))
+    path = concrete(rule, api.user_id, task["id"], a_webhook(api, rule), a_list(api))
     if "token_id" in rule:
         path = path.replace("999999", str(create_token(api, [READ])["id"]))
     response = api.client.open(
@@ -257,6 +288,8 @@ def test_a_tool_answers_a_token_by_its_scopes(api, grant, tool):
     arguments = {**TOOL_ARGUMENTS[tool]}
     if "task_id" in arguments:
         arguments["task_id"] = task["id"]
+    if "list_id" in arguments:
+        arguments["list_id"] = a_list(api)
     response = mcp(api, token, "tools/call", {"name": tool, "arguments": arguments})
     assert response.status_code == 200
     result = response.json["result"]

@@ -21,6 +21,8 @@ from todo_api.platform.sealing import TokenCodec
 from todo_api.sync.routes import TOKEN as SYNC_TOKEN
 from todo_api.tasks.operations import FORGET_BATCH
 
+NOTHING = {"tasks": [], "deleted": [], "lists": [], "deleted_lists": []}
+
 
 def sync(api: Api, **params: Any):
     headers = {"Authorization": f"Bearer {api.token}"}
@@ -31,7 +33,7 @@ def synced(api: Api, **params: Any) -> dict[str, Any]:
     response = sync(api, **params)
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.json
-    assert set(body["data"]) == {"tasks", "deleted"}
+    assert set(body["data"]) == {"tasks", "deleted", "lists", "deleted_lists"}
     assert set(body["meta"]) == {"request_id", "sync_token", "has_more"}
     return body
 
@@ -76,7 +78,7 @@ def test_first_sync_lists_every_task_in_its_current_state_and_no_deletions(api):
 
 def test_first_sync_of_a_user_without_tasks_is_empty_and_its_token_works(api):
     body = synced(api)
-    assert body["data"] == {"tasks": [], "deleted": []} and body["meta"]["has_more"] is False
+    assert body["data"] == NOTHING and body["meta"]["has_more"] is False
     task = api.create()
     again = synced(api, token=body["meta"]["sync_token"])
     assert ids(again["data"]["tasks"]) == [task["id"]]
@@ -151,7 +153,7 @@ def test_nothing_new_is_an_empty_answer_and_the_token_can_be_used_again(api):
     token = synced(api)["meta"]["sync_token"]
     for _ in range(3):
         body = synced(api, token=token)
-        assert body["data"] == {"tasks": [], "deleted": []} and body["meta"]["has_more"] is False
+        assert body["data"] == NOTHING and body["meta"]["has_more"] is False
     task = api.create()
     first, again = synced(api, token=token), synced(api, token=token)  # reused: the same changes again
     assert ids(first["data"]["tasks"]) == ids(again["data"]["tasks"]) == [task["id"]]
@@ -163,7 +165,7 @@ def test_syncs_of_one_user_never_see_another_users_changes(api, other_api):
     token = synced(api)["meta"]["sync_token"]
     other_api.delete(f"/{theirs['id']}")
     other_api.create(title="theirs too")
-    assert synced(api, token=token)["data"] == {"tasks": [], "deleted": []}
+    assert synced(api, token=token)["data"] == NOTHING
     assert ids(synced(api)["data"]["tasks"]) == [mine["id"]]
 
 
@@ -341,10 +343,10 @@ def test_a_token_from_before_a_forgotten_deletion_is_410_and_a_fresh_sync_recove
     assert_error(sync(api, token=before), 410, "sync_token_expired")  # and stays so
 
     after = between["meta"]["sync_token"]  # issued after the forgotten deletion: still fine
-    assert synced(api, token=after)["data"] == {"tasks": [], "deleted": []}
+    assert synced(api, token=after)["data"] == NOTHING
     fresh = synced(api)  # starting again without a token
     assert ids(fresh["data"]["tasks"]) == [old["id"]]
-    assert synced(api, token=fresh["meta"]["sync_token"])["data"] == {"tasks": [], "deleted": []}
+    assert synced(api, token=fresh["meta"]["sync_token"])["data"] == NOTHING
 
 
 def test_an_empty_first_sync_after_forgotten_deletions_gives_a_token_that_works(short_retention, conn):
@@ -354,7 +356,7 @@ def test_an_empty_first_sync_after_forgotten_deletions_gives_a_token_that_works(
     backdate_deletions(conn, api.user_id, 2)
     synced(api)  # forgets it
     token = synced(api)["meta"]["sync_token"]
-    assert synced(api, token=token)["data"] == {"tasks": [], "deleted": []}
+    assert synced(api, token=token)["data"] == NOTHING
 
 
 def test_a_first_sync_walks_every_page_after_old_deletions_were_forgotten(short_retention, conn):
@@ -375,7 +377,7 @@ def test_a_first_sync_walks_every_page_after_old_deletions_were_forgotten(short_
         conn.execute("SELECT count(*) AS n FROM task_tombstones WHERE user_id = %s", [api.user_id]).fetchone()["n"] == 0
     )
     assert_error(sync(api, token=before), 410, "sync_token_expired")  # a delta token from before them: still 410
-    assert synced(api, token=token)["data"] == {"tasks": [], "deleted": []}
+    assert synced(api, token=token)["data"] == NOTHING
 
 
 def test_a_deletion_during_a_first_walk_after_forgotten_deletions_is_reported(short_retention, conn):
@@ -552,8 +554,8 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
             for user, titles in (("ann", ["a1", "a2", "a3"]), ("bob", ["b1", "b2"]), ("ann", ["a4"])):
                 for title in titles:
                     conn.execute("INSERT INTO tasks (user_id, title) VALUES (%s, %s)", [user, title])
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(migrations))
+        with backend.lock():  # up to 0008: 0009 numbers every task once more (each gains a position)
+            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0009")))
         backend.connection.close()
         with connect(url, autocommit=True) as conn:
             numbered = conn.execute("SELECT user_id, title, sync_seq FROM tasks ORDER BY user_id, id").fetchall()
@@ -561,11 +563,16 @@ def test_the_migration_numbers_existing_tasks_so_a_first_sync_returns_them(datab
                 ("ann", "a1", 1), ("ann", "a2", 2), ("ann", "a3", 3), ("ann", "a4", 4),
                 ("bob", "b1", 1), ("bob", "b2", 2),
             ]  # fmt: skip
+        backend = yoyo_backend(url)
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations))
+        backend.connection.close()
+        with connect(url, autocommit=True) as conn:
             params = {"user_id": "ann", "after": 0, "deleted_after": None, "page_size": 201, "retention_days": 30}
             rows = conn.execute(load_queries()["sync_changes"], params, prepare=False).fetchall()
-            assert [(row[0], row[3]) for row in rows] == [(4, 1), (4, 2), (4, 3), (4, 4)]  # (last_seq, sync_seq)
+            assert [(row[0], row[3]) for row in rows] == [(8, 5), (8, 6), (8, 7), (8, 8)]  # (last_seq, sync_seq)
             conn.execute("INSERT INTO tasks (user_id, title) VALUES ('bob', 'b3')")
-            assert conn.execute("SELECT last_seq FROM sync_state WHERE user_id = 'bob'").fetchone()[0] == 3
+            assert conn.execute("SELECT last_seq FROM sync_state WHERE user_id = 'bob'").fetchone()[0] == 5
     finally:
         with connect(database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

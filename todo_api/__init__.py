@@ -7,11 +7,12 @@ import re
 from flask import Flask
 from flask_cors import CORS
 
-from . import sync, tasks, webhooks
+from . import lists, sync, tasks, webhooks
 from .auth import bearer, scopes
 from .auth import tokens as access_tokens
 from .auth.jwks import JwksCache
 from .auth.tokens import routes as token_routes
+from .lists import routes as list_routes
 from .mcp import routes as mcp_routes
 from .mcp.tools import tool_listing
 from .openapi import routes as openapi_routes
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     needed = (
         *tasks.QUERY_NAMES,
+        *lists.QUERY_NAMES,
         *webhooks.QUERY_NAMES,
         *sync.QUERY_NAMES,
         *access_tokens.QUERY_NAMES,
@@ -93,11 +95,13 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     errors.register_error_handlers(app)
     # The converter's name shows in the request log's route, `/api/<user_id>/tasks/<task_id:task_id>`.
     app.url_map.converters["task_id"] = IdConverter
+    app.url_map.converters["list_id"] = IdConverter
     app.url_map.converters["webhook_id"] = IdConverter
     app.url_map.converters["token_id"] = IdConverter
     # API.md §2: no redirect under /api/ (werkzeug would answer `//` with a 308 to a URL built from Host).
     app.url_map.merge_slashes = False
     app.register_blueprint(task_routes.bp)
+    app.register_blueprint(list_routes.bp)
     app.register_blueprint(webhook_routes.bp)
     app.register_blueprint(sync_routes.bp)
     app.register_blueprint(token_routes.bp)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..lists import tools as list_tools
 from ..platform.tools import Tool
 from ..tasks import tools as task_tools
 
 # Each feature's tools module: TOOLS, and tool_schemas(components) -> {name: (input, output)}.
-FEATURES = (task_tools,)
+FEATURES = (task_tools, list_tools)
 TOOLS: dict[str, Tool] = {tool.name: tool for feature in FEATURES for tool in feature.TOOLS}
 
 

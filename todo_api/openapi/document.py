@@ -16,6 +16,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from ..auth.tokens import openapi as token_openapi
+from ..lists import openapi as list_openapi
 from ..mcp import openapi as mcp_openapi
 from ..platform import health
 from ..platform.apidoc import BEARER, add_shared_components, errors, json_content
@@ -164,6 +165,7 @@ def _add_metrics_path(spec: APISpec, converter: Any) -> None:
 # In the order the document shows them (its tags follow it).
 DECLARATIONS = (
     task_openapi.add_to_spec,
+    list_openapi.add_to_spec,
     webhook_openapi.add_to_spec,
     sync_openapi.add_to_spec,
     token_openapi.add_to_spec,

@@ -119,3 +119,21 @@ class QueryArgsSchema(Schema):
         if errors:
             raise ValidationError(errors)
         return loaded
+
+
+class Reference(fields.Integer):
+    """The id of another resource of the user (a list, a task), or null. Any integer loads: one that
+    no id can be (0, negative, past bigint) gets `unknown`, the message the feature gives an id the
+    user does not have, so an answer never tells an impossible id from another user's."""
+
+    def __init__(self, unknown: str, **kwargs: Any):
+        super().__init__(strict=True, allow_none=True, **kwargs)
+        self.unknown = unknown
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        number = super()._deserialize(value, attr, data, **kwargs)
+        if not 0 < number <= 2**63 - 1:  # bigint, as platform/http.py's MAX_ID
+            raise ValidationError(self.unknown)
+        return number

@@ -14,7 +14,7 @@ EXPIRED = "SyncTokenExpired"
 
 
 def add_to_spec(spec: APISpec, converter: Any) -> None:
-    spec.tag({"name": "sync", "description": "Incremental sync of a user's tasks (bearer token required)."})
+    spec.tag({"name": "sync", "description": "Incremental sync of a user's tasks and lists (bearer token required)."})
     deleted = converter.schema2jsonschema(DeletedTaskSchema)
     deleted["properties"]["id"].update(minimum=1, maximum=MAX_ID)
     deleted["required"] = ["id", "deleted_at"]
@@ -36,8 +36,18 @@ def add_to_spec(spec: APISpec, converter: Any) -> None:
                     "items": "DeletedTask",
                     "description": "Tasks deleted since the token (empty without a token).",
                 },
+                "lists": {
+                    "type": "array",
+                    "items": "List",
+                    "description": "Lists created or changed since the token, each in its latest state, once.",
+                },
+                "deleted_lists": {
+                    "type": "array",
+                    "items": "DeletedTask",
+                    "description": "Lists deleted since the token (empty without a token), as `{id, deleted_at}`.",
+                },
             },
-            "required": ["tasks", "deleted"],
+            "required": ["tasks", "deleted", "lists", "deleted_lists"],
             "additionalProperties": False,
         },
     )
@@ -75,7 +85,7 @@ def add_to_spec(spec: APISpec, converter: Any) -> None:
 
 SYNC_PARAMETERS = {
     "token": "Opaque: `meta.sync_token` of the previous answer. Without it: every task, from the start.",
-    "limit": "At most this many tasks and deletions together in one answer.",
+    "limit": "At most this many tasks, lists and deletions together in one answer.",
 }
 
 

@@ -20,6 +20,7 @@ from marshmallow import ValidationError
 
 from ..auth import scopes
 from ..auth.bearer import require_user
+from ..lists.schemas import dump_list
 from ..platform import sealing
 from ..platform.db import current_database
 from ..platform.errors import ApiError, invalid
@@ -67,7 +68,7 @@ def _deleted(row: dict[str, Any]) -> dict[str, Any]:
 @bp.get("")
 @require_user
 def sync(user_id: str) -> Response:
-    """Tasks changed and deleted since `token` (without one: every task), up to `limit`.
+    """Tasks and lists changed and deleted since `token` (without one: every task and list), up to `limit`.
     200; 400 naming a bad parameter; 410 sync_token_expired when a deletion after the token was forgotten."""
     try:
         options = sync_query.load_args(request.args)
@@ -96,7 +97,9 @@ def sync(user_id: str) -> Response:
     if state["deletions_due"]:
         forget_deletions(user_id)  # after the read: this answer still holds what it forgets
     data = {
-        "tasks": [dump_task(row) for row in page if row["deleted_at"] is None],
-        "deleted": [_deleted(row) for row in page if row["deleted_at"] is not None],
+        "tasks": [dump_task(row) for row in page if row["kind"] == "task"],
+        "deleted": [_deleted(row) for row in page if row["kind"] == "deleted"],
+        "lists": [dump_list(row) for row in page if row["kind"] == "list"],
+        "deleted_lists": [_deleted(row) for row in page if row["kind"] == "deleted_list"],
     }
     return json_response(data, sync_token=_token(user_id, position, horizon), has_more=has_more)

@@ -69,6 +69,10 @@ for _descending in (False, True):
         "priority", sql.Identifier("priority"), sql.SQL("task_priority"), _descending
     )
     SORT_KEYS[_prefix + "title"] = SortKey("title", sql.Identifier("title"), sql.SQL("text"), _descending)
+    # Positions compare byte-wise (API.md §9): COLLATE "C" here, in the column and in its indexes.
+    SORT_KEYS[_prefix + "position"] = SortKey(
+        "position", sql.SQL('position COLLATE "C"'), sql.SQL('text COLLATE "C"'), _descending
+    )
 
 # Each filter is a fixed fragment, used when its parameter is given.
 _FILTERS: dict[str, sql.SQL] = {
@@ -84,9 +88,20 @@ _FILTERS: dict[str, sql.SQL] = {
     "due_before": sql.SQL("AND {due} < %(due_before)s"),
     "remind_after": sql.SQL("AND {due} >= %(remind_after)s"),
     "remind_before": sql.SQL("AND {due} < %(remind_before)s"),
+    # A list's tasks or the inbox's, a task's subtasks or the top level (API.md §4): with sort=position,
+    # one range scan of tasks_user_list_position_idx or tasks_user_parent_position_idx (migrations/0009).
+    "list_id": sql.SQL("AND list_id = %(list_id)s"),
+    "inbox": sql.SQL("AND list_id IS NULL"),
+    "parent_id": sql.SQL("AND parent_id = %(parent_id)s"),
+    "top_level": sql.SQL("AND parent_id IS NULL"),
     # With a bound, tasks without that timestamp never match: drop their +-infinity stand-ins.
     "has_due": sql.SQL("AND {due} > '-infinity'::timestamptz AND {due} < 'infinity'::timestamptz"),
 }
+# One sibling group (list_id and parent_id both filtered): list_id and parent_id are the same on every
+# row, so ordering by them first changes nothing, but lets PostgreSQL read the order straight from
+# tasks_user_list_position_idx: an IS NULL condition (the inbox, the top level) does not make a column
+# constant for the planner as an equality does, and it would sort the whole group instead.
+_GROUP_ORDER = sql.SQL("list_id {direction}, parent_id {direction}, {key}")
 _AFTER_ASC = sql.SQL("AND ({key}, id) > (%(after_key)s::{cast}, %(after_id)s)")
 _AFTER_DESC = sql.SQL("AND ({key}, id) < (%(after_key)s::{cast}, %(after_id)s)")
 
@@ -110,6 +125,12 @@ class ListQuery:
         return SORT_KEYS[self.options["sort"]]
 
     @property
+    def one_group(self) -> bool:
+        """Whether the listing is one sibling group in position order (see _GROUP_ORDER)."""
+        options = self.options
+        return self.sort.column == "position" and options["list_id"] is not None and options["parent_id"] is not None
+
+    @property
     def plan_depends_on_values(self) -> bool:
         """Whether a filter's value decides the best plan (see the module docstring)."""
         options = self.options
@@ -129,6 +150,12 @@ class ListQuery:
         options = self.options
         if options["status"] != "all":
             fragments.append(_FILTERS[options["status"]])
+        for name, unset in (("list_id", "inbox"), ("parent_id", "top_level")):
+            if options[name] == "none":
+                fragments.append(_FILTERS[unset])
+            elif options[name] is not None:
+                fragments.append(_FILTERS[name])
+                params[name] = options[name]
         if options["priority"]:
             fragments.append(_FILTERS["priority"])
             params["priorities"] = sorted(set(options["priority"]))
@@ -156,6 +183,8 @@ class ListQuery:
         canonical = {
             "sort": self.options["sort"],
             "status": self.options["status"],
+            "inbox": self.options["list_id"] == "none",
+            "top_level": self.options["parent_id"] == "none",
             **{k: format_timestamp(v) if isinstance(v, datetime) else v for k, v in params.items()},
         }
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
@@ -209,6 +238,10 @@ def _sort_value(sort: SortKey, key: Any) -> Any:
         if key not in PRIORITIES:
             raise ValueError("not a priority")
         return key
+    if sort.column == "position":
+        if not key.isascii() or len(key) > 64:
+            raise ValueError("not a position")
+        return key
     if sort.column == "title":
         if "\x00" in key:
             raise ValueError("NUL in a title")
@@ -233,11 +266,12 @@ def build_list_statement(
         pattern = _AFTER_DESC if sort.descending else _AFTER_ASC
         after_fragment = pattern.format(key=sort.expression, cast=sort.cast)
         params["after_key"], params["after_id"] = after
+    direction = sql.SQL("DESC" if sort.descending else "ASC")
     statement = template.format(
         filters=filters,
         after=after_fragment,
-        sort_key=sort.expression,
-        direction=sql.SQL("DESC" if sort.descending else "ASC"),
+        sort_key=_GROUP_ORDER.format(direction=direction, key=sort.expression) if query.one_group else sort.expression,
+        direction=direction,
     )
     return statement, params
 

@@ -15,6 +15,8 @@ from .schemas import (
     READ_ONLY_FIELDS,
     CompleteSchema,
     ListQuerySchema,
+    MoveSchema,
+    TaskCreateSchema,
     TaskInputSchema,
     TaskPatchSchema,
     TaskSchema,
@@ -40,11 +42,29 @@ EXAMPLE_TASK = {
     "timezone": "Europe/Berlin",
     "remind_at": "2026-12-01T07:30:00Z",
     "next_id": None,
+    "list_id": 7,
+    "parent_id": None,
+    "position": "a3",
     "created_at": "2026-11-20T10:15:00Z",
     "updated_at": "2026-11-20T10:15:00Z",
     "version": 1,
 }
-EXAMPLE_INPUT = {**EXAMPLE_TASK, "due_at": "2026-12-01T09:00:00+01:00", "remind_at": "2026-12-01T08:30:00+01:00"}
+# Input examples name no list, parent or sibling: an id is valid only if it is one of the user's.
+EXAMPLE_INPUT = {
+    **EXAMPLE_TASK,
+    "due_at": "2026-12-01T09:00:00+01:00",
+    "remind_at": "2026-12-01T08:30:00+01:00",
+    "list_id": None,
+}
+EXAMPLE_MOVE = {"parent_id": None, "list_id": None, "after": None}
+# Set on POST, then changed only by …/move: read-only in PUT and PATCH (API.md §3).
+MOVED_FIELDS = ("list_id", "parent_id")
+LIST_ID = "The list the task is in; null: the user's inbox. A subtask is in its parent's list."
+PARENT_ID = "The task this one is a subtask of; null: top level. At most 4 levels; no recurrence on either side."
+POSITION = (
+    "The task's place among its siblings (same `list_id` and `parent_id`): compare byte-wise (ASCII, as "
+    'COLLATE "C" or JavaScript\'s `<`), ties by `id`. At most 64 characters.'
+)
 # What a JSON Schema can say of the recurrence fields; the rest (API.md §5) is in their descriptions.
 RECURRENCE = (
     "An RFC 5545 RRULE (`RRULE:` prefix optional, case-insensitive), e.g. `FREQ=WEEKLY;BYDAY=MO,WE` or "
@@ -84,6 +104,10 @@ def add_to_spec(spec: APISpec, converter: Any) -> None:
         {"description": "The task's id.", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
     )
     add_query_parameters(spec, converter, ListQuerySchema, "list", LIST_PARAMETERS)
+    for name in ("list_id", "parent_id"):  # an id, or the word `none`
+        spec.components.parameters[f"list.{name}"]["schema"] = {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_ID}, {"type": "string", "enum": ["none"]}]
+        }
     _add_paths(spec)
 
 
@@ -93,6 +117,9 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     task["properties"]["timezone"]["description"] = TIMEZONE
     task["properties"]["remind_at"]["description"] = REMIND_AT
     task["properties"]["next_id"].update(description=NEXT_ID, minimum=1, maximum=MAX_ID)
+    task["properties"]["list_id"].update(description=LIST_ID, minimum=1, maximum=MAX_ID)
+    task["properties"]["parent_id"].update(description=PARENT_ID, minimum=1, maximum=MAX_ID)
+    task["properties"]["position"].update(description=POSITION, minLength=1, maxLength=64)
     task["required"] = sorted(task["properties"])
     task["additionalProperties"] = False
     task["properties"]["id"].update(minimum=1, maximum=MAX_ID)
@@ -101,7 +128,28 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     task["description"] = "A task as the API returns it."
     spec.components.schema("Task", task)
 
-    task_input = _with_examples(converter.schema2jsonschema(TaskInputSchema(exclude=READ_ONLY_FIELDS)), EXAMPLE_INPUT)
+    task_create = _with_examples(converter.schema2jsonschema(TaskCreateSchema(exclude=READ_ONLY_FIELDS)), EXAMPLE_INPUT)
+    task_create["properties"]["tags"].update(default=[], maxItems=MAX_TAGS, description=TAGS)
+    _describe_recurrence(task_create["properties"])
+    task_create["properties"]["list_id"]["description"] = LIST_ID + " Absent under a parent: the parent's list."
+    task_create["properties"]["parent_id"]["description"] = PARENT_ID
+    task_create["description"] = (
+        "Every writable field, and the list and parent the task starts in (it goes last among its siblings); "
+        "omitted ones take their defaults. Unknown and read-only fields are a 400."
+    )
+    spec.components.schema("TaskCreate", task_create)
+
+    move = _with_examples(converter.schema2jsonschema(MoveSchema), EXAMPLE_MOVE)
+    move["minProperties"] = 1
+    move["description"] = (
+        "One or more of: `parent_id` (the new parent, null: top level; the subtasks come along), `list_id` "
+        "(the new list, null: the inbox; a subtask's is its parent's), `after` (the sibling at the destination "
+        "to go right after, null: first; absent: last)."
+    )
+    spec.components.schema("MoveInput", move)
+
+    unmoved = (*READ_ONLY_FIELDS, *MOVED_FIELDS)
+    task_input = _with_examples(converter.schema2jsonschema(TaskInputSchema(exclude=unmoved)), EXAMPLE_INPUT)
     task_input["properties"]["tags"].update(default=[], maxItems=MAX_TAGS, description=TAGS)
     _describe_recurrence(task_input["properties"])
     task_input["description"] = (
@@ -110,7 +158,7 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
     )
     spec.components.schema("TaskInput", task_input)
 
-    task_patch = _with_examples(converter.schema2jsonschema(TaskPatchSchema(exclude=READ_ONLY_FIELDS)), EXAMPLE_INPUT)
+    task_patch = _with_examples(converter.schema2jsonschema(TaskPatchSchema(exclude=unmoved)), EXAMPLE_INPUT)
     task_patch["properties"]["tags"].update(maxItems=MAX_TAGS, description=TAGS)
     _describe_recurrence(task_patch["properties"])
     task_patch["minProperties"] = 1
@@ -159,6 +207,22 @@ def _add_schemas(spec: APISpec, converter: Any) -> None:
         },
     )
     spec.components.schema("TaskWriteEnvelope", envelope("Task", meta="WriteMeta"))
+    spec.components.schema(
+        "DeleteMeta",
+        {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "deleted_subtasks": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "How many tasks below this one were deleted with it.",
+                },
+            },
+            "required": ["request_id", "deleted_subtasks"],
+        },
+    )
+    spec.components.schema("TaskDeleteEnvelope", envelope("Task", meta="DeleteMeta"))
     spec.components.schema("TaskListEnvelope", envelope({"type": "array", "items": "Task"}, meta="ListMeta"))
 
 
@@ -172,9 +236,14 @@ LIST_PARAMETERS = {
     "remind_before": "Tasks whose reminder is before this instant (tasks without `remind_at` never match). Due "
     "reminders: `status=pending&remind_before=<now>&sort=remind_at`.",
     "remind_after": "Tasks whose reminder is at or after this instant (tasks without `remind_at` never match).",
+    "list_id": "A list's id: that list's tasks; `none`: the inbox (tasks in no list). An id that is not one of "
+    "your lists is a 400.",
+    "parent_id": "A task's id: its direct subtasks; `none`: top-level tasks only. An id that is not one of your "
+    "tasks is a 400.",
     "sort": "Sort key, `-` for descending; ties broken by id in the same direction. Tasks without `due_at` (for "
     "`remind_at`: without `remind_at`) come last either way; `priority` sorts by rank "
-    "(`none` < `low` < `medium` < `high`).",
+    "(`none` < `low` < `medium` < `high`); `position` byte-wise, the order a user sees among siblings (with "
+    "`list_id` and `parent_id`).",
     "limit": "Page size.",
     "cursor": "Opaque: `meta.next_cursor` of the previous page, with the same sort and filters.",
     "total": "`true` adds `meta.total`, the number of tasks matching the filters.",
@@ -182,13 +251,18 @@ LIST_PARAMETERS = {
 
 
 def _task_answer(
-    description: str, *, created: bool = False, completes: bool = False, links: dict[str, Any] | None = None
+    description: str,
+    *,
+    created: bool = False,
+    completes: bool = False,
+    links: dict[str, Any] | None = None,
+    schema: str = "TaskEnvelope",
 ) -> dict[str, Any]:
     """`completes`: the write may complete a recurring task, so meta may carry `next_occurrence`."""
     headers: dict[str, str] = {"ETag": "ETag", "X-Request-ID": "X-Request-ID"}
     if created:
         headers["Location"] = "Location"
-    schema = "TaskWriteEnvelope" if completes else "TaskEnvelope"
+    schema = "TaskWriteEnvelope" if completes else schema
     answer: dict[str, Any] = {"description": description, "headers": headers, "content": json_content(schema)}
     if links:
         answer["links"] = links
@@ -238,7 +312,7 @@ def _add_paths(spec: APISpec) -> None:
                 "summary": "Create a task",
                 "tags": tags,
                 "parameters": [*owner, "Idempotency-Key"],
-                "requestBody": {"required": True, "content": json_content("TaskInput")},
+                "requestBody": {"required": True, "content": json_content("TaskCreate")},
                 "responses": {
                     "201": _task_answer(
                         "Created; `Location` is its URL.",
@@ -303,8 +377,10 @@ def _add_paths(spec: APISpec) -> None:
                 "parameters": [*one_task, "If-Match"],
                 "responses": {
                     "200": _task_answer(
-                        "Deleted; `data` is the task as it was and `ETag` its last version.",
+                        "Deleted, with every task below it; `data` is the task as it was and `ETag` its last "
+                        "version; `meta.deleted_subtasks` counts the tasks below it.",
                         links=_links_to_task("get_task", task_id=by_id),
+                        schema="TaskDeleteEnvelope",
                     ),
                     **errors(404, 412, *API_ERRORS),
                 },
@@ -331,6 +407,25 @@ def _add_paths(spec: APISpec) -> None:
                         completes=True,
                         links=_links_to_task(*TASK_OPERATIONS, task_id=by_id),
                     ),
+                    **errors(*BODY_ERRORS, 404, 412, *API_ERRORS),
+                },
+            },
+        },
+    )
+    spec.path(
+        "/api/{user_id}/tasks/{task_id}/move",
+        operations={
+            "post": {
+                "operationId": "move_task",
+                "summary": "Move a task to another list, parent or place",
+                "description": "Moves the task and its subtasks. `version` goes up by one, and by one on each "
+                "subtask whose list changes. `after` names a sibling at the destination; a 400 names the field "
+                "at fault (a cycle or a fifth level: `parent_id`).",
+                "tags": tags,
+                "parameters": [*one_task, "If-Match"],
+                "requestBody": {"required": True, "content": json_content("MoveInput")},
+                "responses": {
+                    "200": _task_answer("The task as moved.", links=_links_to_task(*TASK_OPERATIONS, task_id=by_id)),
                     **errors(*BODY_ERRORS, 404, 412, *API_ERRORS),
                 },
             },

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from flask import current_app
 from marshmallow import ValidationError
 
 from ..platform import idempotency, sealing
 from ..platform.db import Row, current_database
-from ..platform.errors import ApiError, invalid
-from . import listing, writes
+from ..platform.errors import ApiError, invalid, validation_error
+from . import listing, tree, writes
 from .errors import task_not_found
+from .schemas import NOT_YOUR_LIST_FILTER, NOT_YOUR_TASK_FILTER
 
 log = logging.getLogger("todo_api.tasks")
 # Tombstones one forget_deletions call removes at most, so that a backlog (a user who deleted millions
@@ -60,6 +62,7 @@ def _missing_or_moved(user_id: str, task_id: int, expected_versions: list[int] |
 def list_tasks(user_id: str, options: dict[str, Any]) -> Page:
     """One page of the user's tasks for loaded ListQuerySchema `options`; 400 naming `cursor` for
     a cursor this listing did not issue."""
+    _check_owned_filters(user_id, options)
     query = listing.ListQuery(options)
     codec = listing.CursorCodec(sealing.app_codec(), user_id)
     try:
@@ -83,10 +86,54 @@ def list_tasks(user_id: str, options: dict[str, Any]) -> Page:
     return Page(page, codec.encode(query, page[-1]) if len(rows) > limit else None, total)
 
 
-def create_task(user_id: str, fields: dict[str, Any]) -> Row:
-    """Insert a task from loaded TaskInputSchema `fields`; returns it."""
-    task = current_database().fetch_one("insert_task", {**fields, "user_id": user_id})
+@dataclass(frozen=True)
+class Deleted:
+    """A task as it was when deleted, and how many subtasks went with it."""
+
+    task: Row
+    subtasks: int
+
+
+def _insert_task(run: Any, user_id: str, fields: dict[str, Any]) -> Row:
+    """Insert a task last among its siblings (`run`: a transaction when it goes in a list or under a
+    parent, which tree.place_new checks and locks); 400 on a list_id or parent_id not the user's."""
+    if fields.get("parent_id") is not None:
+        fields = tree.place_new(run, user_id, fields)
+    else:
+        list_id = fields.get("list_id")
+        if list_id is not None:
+            tree.share_list(run, user_id, list_id)
+        fields = {**fields, "list_id": list_id, "parent_id": None}
+        fields["position"] = tree.last_position(run, user_id, list_id, None)
+    try:
+        task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
+    except psycopg.errors.ForeignKeyViolation as error:
+        raise tree.refused_reference(error) from None
     assert task is not None  # INSERT ... RETURNING returns the row
+    return task
+
+
+def _check_owned_filters(user_id: str, options: dict[str, Any]) -> None:
+    """A listing's list_id and parent_id name one of the user's lists and tasks (or `none`): a 400
+    naming the parameter otherwise, with the message of an id that cannot exist."""
+    database = current_database()
+    if isinstance(options["list_id"], int) and not database.fetch_one(
+        "find_list", {"user_id": user_id, "list_id": options["list_id"]}
+    ):
+        raise validation_error({"list_id": [NOT_YOUR_LIST_FILTER]})
+    if isinstance(options["parent_id"], int) and not database.fetch_one(
+        "get_task_version", {"user_id": user_id, "task_id": options["parent_id"]}
+    ):
+        raise validation_error({"parent_id": [NOT_YOUR_TASK_FILTER]})
+
+
+def create_task(user_id: str, fields: dict[str, Any]) -> Row:
+    """Insert a task from loaded TaskCreateSchema `fields`; returns it."""
+    if fields.get("parent_id") is None and fields.get("list_id") is None:  # the inbox: no lock to take
+        task = _insert_task(current_database(), user_id, fields)
+    else:
+        with current_database().transaction() as run:
+            task = _insert_task(run, user_id, fields)
     _log_write("task.created", user_id, task["id"])
     return task
 
@@ -105,8 +152,7 @@ def create_task_once(
         remembered = idempotency.claim(run, user_id, key, request_hash)
         if remembered is not None:
             return remembered
-        task = run.fetch_one("insert_task", {**fields, "user_id": user_id})
-        assert task is not None  # INSERT ... RETURNING returns the row
+        task = _insert_task(run, user_id, fields)
         first = answer(task)
         idempotency.remember(run, user_id, key, first)
     _log_write("task.created", user_id, task["id"])
@@ -156,6 +202,8 @@ def _write_locked(
     """A write that must see the stored task, in one transaction (writes.write_locked); logs it as
     `event` (None: completed or reopened, as it turned out) and the occurrence it created."""
     with current_database().transaction() as run:
+        if fields.get("recurrence") is not None:  # no subtask may appear under it meanwhile (tree.py)
+            run.fetch_one("lock_task_tree", {"user_id": user_id})
         task, following = writes.write_locked(run, user_id, task_id, fields, expected_versions, partial=partial)
     _log_write(event or ("task.completed" if task["completed"] else "task.reopened"), user_id, task_id)
     if following is not None:
@@ -180,17 +228,30 @@ def complete_task(
     return Written(task)
 
 
-def delete_task(user_id: str, task_id: int, expected_versions: list[int] | None = None) -> Row:
-    """Delete a task if the version still matches; returns it as it was. 404, 412.
+def delete_task(user_id: str, task_id: int, expected_versions: list[int] | None = None) -> Deleted:
+    """Delete a task and every task below it (the foreign key cascades), if the version still
+    matches; returns it as it was, with the number of subtasks. 404, 412.
     Then forgets a batch of the user's deletions past the retention, if one is a day past it: users
     who never sync have them too."""
     params = {"user_id": user_id, "task_id": task_id, "expected_versions": expected_versions}
-    task = current_database().fetch_one("delete_task", {**params, "retention_days": _retention_days()})
+    with current_database().transaction() as run:
+        run.fetch_one("lock_task_tree", {"user_id": user_id})  # no subtask added meanwhile: the count holds
+        subtasks = tree.lock_subtasks(run, user_id, task_id)
+        task = run.fetch_one("delete_task", {**params, "retention_days": _retention_days()})
     if task is None:
         raise _missing_or_moved(user_id, task_id, expected_versions)
     _log_write("task.deleted", user_id, task_id)
     if task["deletions_due"]:
         forget_deletions(user_id)
+    return Deleted(task, len(subtasks))
+
+
+def move_task(user_id: str, task_id: int, request: dict[str, Any], expected_versions: list[int] | None = None) -> Row:
+    """Move a task to another list, parent or place among its siblings (API.md §9); returns it.
+    400 on the field at fault, 404, 412."""
+    with current_database().transaction() as run:
+        task = tree.move(run, user_id, task_id, request, expected_versions)
+    _log_write("task.moved", user_id, task_id)
     return task
 
 

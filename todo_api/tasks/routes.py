@@ -23,7 +23,15 @@ from ..platform.http import (
     not_modified,
 )
 from . import operations
-from .schemas import dump_task, list_query, load_complete, load_task_input, load_task_patch
+from .schemas import (
+    dump_task,
+    list_query,
+    load_complete,
+    load_task_create,
+    load_task_input,
+    load_task_patch,
+    move_input,
+)
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/<user_id>/tasks")
 scopes.declare(bp, read=scopes.READ, write=scopes.WRITE)
@@ -69,7 +77,7 @@ def create_task(user_id: str) -> Response:
     (a retry gets the first response again); 400, 409, 413, 415."""
     key = idempotency.key_from_request()
     body = json_body()
-    fields = load_body(load_task_input, body)
+    fields = load_body(load_task_create, body)
     if key is None:
         created = _created(operations.create_task(user_id, fields))
     else:
@@ -120,4 +128,14 @@ def complete_task(user_id: str, task_id: int) -> Response:
 def delete_task(user_id: str, task_id: int) -> Response:
     """Delete a task. 200 with the deleted task and its last ETag; 404, 412, 415."""
     json_body(required=False)  # a body is not needed, but one that is not JSON is still a 415
-    return _task_response(operations.delete_task(user_id, task_id, expected_versions()))
+    deleted = operations.delete_task(user_id, task_id, expected_versions())
+    return _task_response(deleted.task, deleted_subtasks=deleted.subtasks)
+
+
+@bp.post(f"/{TASK_ID}/move")
+@require_user
+def move_task(user_id: str, task_id: int) -> Response:
+    """Move a task to another list, parent or place among its siblings ({parent_id, list_id, after}).
+    200 with ETag; 400, 404, 412, 413, 415."""
+    request_fields = load_body(move_input.load, json_body())
+    return _task_response(operations.move_task(user_id, task_id, request_fields, expected_versions()))

@@ -12,6 +12,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 from ..platform.fields import (
     QueryArgsSchema,
     ReadOnly,
+    Reference,
     StrictBoolean,
     Text,
     Timestamp,
@@ -19,9 +20,10 @@ from ..platform.fields import (
     parse_timestamp,
 )
 from . import recurrence
+from .errors import NOT_A_SIBLING, NOT_YOUR_LIST, NOT_YOUR_TASK
 
 PRIORITIES = ("none", "low", "medium", "high")
-READ_ONLY_FIELDS = ("id", "user_id", "completed_at", "next_id", "created_at", "updated_at", "version")
+READ_ONLY_FIELDS = ("id", "user_id", "completed_at", "next_id", "position", "created_at", "updated_at", "version")
 MAX_TAGS = 20
 MAX_TITLE_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 1000
@@ -105,6 +107,9 @@ class TaskInputSchema(Schema):
     user_id = ReadOnly()
     completed_at = ReadOnly()
     next_id = ReadOnly()
+    list_id = ReadOnly()  # set on POST (TaskCreateSchema), then changed only by …/move
+    parent_id = ReadOnly()
+    position = ReadOnly()
     created_at = ReadOnly()
     updated_at = ReadOnly()
     version = ReadOnly()
@@ -113,6 +118,14 @@ class TaskInputSchema(Schema):
     def _recurrence(self, data: dict[str, Any], **kwargs: Any) -> None:
         if errors := recurrence_errors(data, data):
             raise ValidationError(errors)
+
+
+class TaskCreateSchema(TaskInputSchema):
+    """POST body: the writable fields, and the list and parent the task starts in (API.md §8, §9).
+    An absent list_id is not null: a subtask then takes its parent's list (tasks/tree.py)."""
+
+    list_id = Reference(NOT_YOUR_LIST)
+    parent_id = Reference(NOT_YOUR_TASK)
 
 
 class TaskPatchSchema(TaskInputSchema):
@@ -137,6 +150,22 @@ class TaskPatchSchema(TaskInputSchema):
             raise ValidationError("Give at least one field to change.", "body")
 
 
+class MoveSchema(Schema):
+    """POST …/move body: one or more of parent_id, list_id and after (API.md §9, Moving)."""
+
+    class Meta:
+        unknown = RAISE
+
+    parent_id = Reference(NOT_YOUR_TASK)
+    list_id = Reference(NOT_YOUR_LIST)
+    after = Reference(NOT_A_SIBLING)
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("Give at least one of parent_id, list_id and after.", "body")
+
+
 class CompleteSchema(Schema):
     """PATCH …/complete body, when there is one: {"completed": bool}."""
 
@@ -155,6 +184,13 @@ def load_task_input(body: dict[str, Any]) -> dict[str, Any]:
     """task_input.load(body): the same fields, or the same ValidationError."""
     loaded = _load_plain(body, partial=False)
     return task_input.load(body) if loaded is None else loaded
+
+
+def load_task_create(body: dict[str, Any]) -> dict[str, Any]:
+    """task_create.load(body): as load_task_input, and a list_id or parent_id loaded by the schema."""
+    if "list_id" in body or "parent_id" in body:
+        return task_create.load(body)
+    return load_task_input(body)
 
 
 def load_task_patch(body: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +297,9 @@ class TaskSchema(Schema):
     timezone = fields.String()
     remind_at = Timestamp(allow_none=True)
     next_id = fields.Integer(allow_none=True)
+    list_id = fields.Integer(allow_none=True)
+    parent_id = fields.Integer(allow_none=True)
+    position = fields.String()
     created_at = Timestamp()
     updated_at = Timestamp()
     version = fields.Integer()
@@ -287,10 +326,39 @@ def dump_task(row: dict[str, Any]) -> dict[str, Any]:
         "timezone": row["timezone"],
         "remind_at": format_timestamp(row["remind_at"]),
         "next_id": row["next_id"],
+        "list_id": row["list_id"],
+        "parent_id": row["parent_id"],
+        "position": row["position"],
         "created_at": format_timestamp(row["created_at"]),
         "updated_at": format_timestamp(row["updated_at"]),
         "version": row["version"],
     }
+
+
+class IdOrNone(fields.String):
+    """A listing's list_id or parent_id: `none`, or an id (digits in a query string, an integer from a
+    tool). An id that cannot be one (0, past bigint) gets `unknown`: the message of an id the user
+    does not have (the operation checks those), so an answer never tells the two apart."""
+
+    def __init__(self, unknown: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.unknown = unknown
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        if value == NONE:
+            return NONE
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+            value = int(value)
+        if type(value) is not int:
+            raise ValidationError(self.unknown)
+        if not 0 < value <= 2**63 - 1:
+            raise ValidationError(self.unknown)
+        return value
+
+
+NONE = "none"  # list_id=none: the inbox; parent_id=none: top-level tasks
+NOT_YOUR_LIST_FILTER = "Must be `none` or the id of one of your lists."
+NOT_YOUR_TASK_FILTER = "Must be `none` or the id of one of your tasks."
 
 
 class ListQuerySchema(QueryArgsSchema):
@@ -311,11 +379,13 @@ class ListQuerySchema(QueryArgsSchema):
     due_after = Timestamp(load_default=None)
     remind_before = Timestamp(load_default=None)
     remind_after = Timestamp(load_default=None)
+    list_id = IdOrNone(NOT_YOUR_LIST_FILTER, load_default=None)
+    parent_id = IdOrNone(NOT_YOUR_TASK_FILTER, load_default=None)
     sort = fields.String(
         validate=validate.OneOf(
             [
                 f"{direction}{key}"
-                for key in ("created_at", "updated_at", "due_at", "remind_at", "priority", "title")
+                for key in ("created_at", "updated_at", "due_at", "remind_at", "priority", "title", "position")
                 for direction in ("", "-")
             ]
         ),
@@ -332,6 +402,8 @@ class ListQuerySchema(QueryArgsSchema):
 
 
 task_input = TaskInputSchema()
+task_create = TaskCreateSchema()
+move_input = MoveSchema()
 task_patch = TaskPatchSchema()
 complete_input = CompleteSchema()
 list_query = ListQuerySchema()

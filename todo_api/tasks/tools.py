@@ -11,7 +11,7 @@ from ..platform.http import MAX_ID
 from ..platform.tools import Tool, expected_versions, object_schema, split_arguments
 from . import operations
 from .errors import task_not_found
-from .schemas import complete_input, dump_task, list_query, task_input, task_patch
+from .schemas import complete_input, dump_task, list_query, move_input, task_create, task_patch
 
 OWN = ("task_id", "if_match")
 
@@ -35,7 +35,7 @@ def get_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    _, fields = split_arguments(arguments, task_input)
+    _, fields = split_arguments(arguments, task_create)
     return dump_task(operations.create_task(user_id, fields))
 
 
@@ -53,9 +53,14 @@ def complete_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def move_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    mine, request = split_arguments(arguments, move_input, own=OWN, required=("task_id",))
+    return dump_task(operations.move_task(user_id, _task_id(mine), request, expected_versions(mine)))
+
+
 def delete_task(user_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
     mine, _ = split_arguments(arguments, own=OWN, required=("task_id",))
-    return dump_task(operations.delete_task(user_id, _task_id(mine), expected_versions(mine)))
+    return dump_task(operations.delete_task(user_id, _task_id(mine), expected_versions(mine)).task)
 
 
 _READ = {"readOnlyHint": True, "idempotentHint": True}
@@ -64,7 +69,9 @@ TOOLS = (
         "list_tasks",
         "List tasks",
         "List the user's tasks, newest first unless `sort` says otherwise, filtered by status, priority, "
-        "tags, a search text, or due and reminder dates. Returns one page: `tasks` and `next_cursor`; "
+        'tags, a search text, due and reminder dates, a list (`list_id`; "none": the inbox) or a parent '
+        '(`parent_id`; "none": top level). `sort: "position"` with `list_id` and `parent_id` gives the order '
+        "the user sees. Returns one page: `tasks` and `next_cursor`; "
         "to read the next page call again with `cursor` set to `next_cursor` and the same filters and "
         "sort (`next_cursor` is null on the last page).",
         _READ,
@@ -82,6 +89,8 @@ TOOLS = (
         "add_task",
         "Add a task",
         "Create a task for the user. Only `title` is required; omitted fields take their defaults. "
+        "`list_id` puts it in a list (see list_lists), `parent_id` under another task (it then takes that "
+        "task's list; at most 4 levels). It goes last among its siblings. "
         "Returns the new task, with its `id` and `version`. Calling it twice creates two tasks.",
         {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False},
         add_task,
@@ -107,10 +116,20 @@ TOOLS = (
         complete_task,
     ),
     Tool(
+        "move_task",
+        "Move a task",
+        "Move a task, with its subtasks, to another list (`list_id`, null: the inbox), under another task "
+        "(`parent_id`, null: top level), or to another place among its siblings (`after`: the sibling to go "
+        "right after, null: first; omitted: last). Give at least one. A subtask is always in its parent's "
+        "list. `if_match` as for update_task. Returns the task as moved.",
+        {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False},
+        move_task,
+    ),
+    Tool(
         "delete_task",
         "Delete a task",
-        "Delete a task for good (there is no undo). `if_match` as for update_task. Returns the task as it "
-        "was before the deletion.",
+        "Delete a task, and every task below it, for good (there is no undo). `if_match` as for "
+        "update_task. Returns the task as it was before the deletion.",
         {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": True},
         delete_task,
     ),
@@ -152,7 +171,9 @@ def tool_schemas(components: dict[str, Any]) -> dict[str, tuple[dict[str, Any], 
             description = LIST_ARGUMENT_WORDING.get(name, parameter["description"])
             list_arguments[name] = {**parameter["schema"], "description": description}
     # The REST bodies' own descriptions speak of HTTP (a 400); each tool has its description.
-    add = {key: value for key, value in schemas["TaskInput"].items() if key != "description"}
+    add = {key: value for key, value in schemas["TaskCreate"].items() if key != "description"}
+    move = {key: value for key, value in schemas["MoveInput"].items() if key != "description"}
+    move_arguments = object_schema({"task_id": TASK_ID, **move["properties"], "if_match": IF_MATCH}, ["task_id"])
     patch = schemas["TaskPatch"]
     update = object_schema({"task_id": TASK_ID, **patch["properties"], "if_match": IF_MATCH}, required=["task_id"])
     completed = {
@@ -190,5 +211,6 @@ def tool_schemas(components: dict[str, Any]) -> dict[str, tuple[dict[str, Any], 
             object_schema({"task_id": TASK_ID, "completed": completed, "if_match": IF_MATCH}, ["task_id"]),
             with_occurrence,
         ),
+        "move_task": (move_arguments, task),
         "delete_task": (object_schema({"task_id": TASK_ID, "if_match": IF_MATCH}, required=["task_id"]), task),
     }

@@ -19,8 +19,8 @@ from typing import Any
 
 from ..platform.db import Row, Runner
 from ..platform.errors import ApiError, validation_error
-from . import recurrence
-from .errors import task_not_found
+from . import recurrence, tree
+from .errors import RECURRING_PARENT, RECURRING_SUBTASK, invalid_field, task_not_found
 from .schemas import recurrence_errors
 
 log = logging.getLogger("todo_api.tasks")
@@ -37,13 +37,18 @@ WRITABLE_FIELDS = (
     "remind_at",
 )
 RULE_FIELDS = frozenset(("recurrence", "due_at", "timezone"))
-COPIED_FIELDS = ("user_id", "title", "description", "priority", "tags", "timezone")
+COPIED_FIELDS = ("user_id", "title", "description", "priority", "tags", "timezone", "list_id")
 
 
 def needs_stored_task(fields: Mapping[str, Any], *, partial: bool) -> bool:
     """Whether a write must lock and read the task first: it may complete it (`completed` true, or
-    None for a toggle), or it is a PATCH (`partial`) of a field the recurrence rules span."""
-    return fields.get("completed", False) is not False or (partial and not RULE_FIELDS.isdisjoint(fields))
+    None for a toggle), it gives the task a recurrence (not for a subtask or a parent, §9), or it is
+    a PATCH (`partial`) of a field the recurrence rules span."""
+    return (
+        fields.get("completed", False) is not False
+        or fields.get("recurrence") is not None
+        or (partial and not RULE_FIELDS.isdisjoint(fields))
+    )
 
 
 def update_params(
@@ -91,14 +96,28 @@ def write_locked(
     task = {**stored, **fields}
     if partial and not RULE_FIELDS.isdisjoint(fields) and (errors := recurrence_errors(task, fields)):
         raise validation_error(errors)
+    completing = task["completed"] and not stored["completed"]
+    subtasks = tree.lock_subtasks(run, user_id, task_id) if completing or fields.get("recurrence") else []
+    if fields.get("recurrence") is not None:
+        _check_recurrence_in_tree(stored, subtasks)
     successor = None
-    if task["completed"] and not stored["completed"] and task["recurrence"] and stored["next_id"] is None:
+    if completing and task["recurrence"] and stored["next_id"] is None:
         successor = _insert_successor(run, task, now or datetime.now(UTC))
     next_id = successor["id"] if successor else None
     # expected_versions=None: they were checked above, on the locked row
     written = run.fetch_one("update_task", update_params(user_id, task_id, fields, None, next_id=next_id))
     assert written is not None  # the row is locked: it is still there
+    if completing:
+        tree.complete_subtasks(run, user_id, subtasks)
     return written, successor
+
+
+def _check_recurrence_in_tree(stored: Row, subtasks: list[Row]) -> None:
+    """A recurrence only on a task that is neither a subtask nor a parent (API.md §9): 400 otherwise."""
+    if stored["parent_id"] is not None:
+        raise invalid_field("recurrence", RECURRING_SUBTASK)
+    if subtasks:
+        raise invalid_field("recurrence", RECURRING_PARENT)
 
 
 def _insert_successor(run: Runner, task: Row, now: datetime) -> Row | None:
@@ -124,4 +143,5 @@ def _insert_successor(run: Runner, task: Row, now: datetime) -> Row | None:
             remind_at = None
     params = {field: task[field] for field in COPIED_FIELDS}
     params.update(completed=False, due_at=following.due_at, recurrence=following.recurrence, remind_at=remind_at)
+    params.update(parent_id=None, position=tree.last_position(run, task["user_id"], task["list_id"], None))
     return run.fetch_one("insert_task", params)
