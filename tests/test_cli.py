@@ -136,7 +136,14 @@ def test_seed_fills_tasks_and_prints_a_token_per_user(blank_database):
         assert jwt.decode(token, SECRET, algorithms=["HS256"])["sub"] == user
     with psycopg.connect(blank_database) as conn:
         counts = conn.execute("SELECT user_id, count(*) FROM tasks GROUP BY 1 ORDER BY 1").fetchall()
-    assert counts == [("user-1", 5), ("user-2", 5)]
+        assert counts == [("user-1", 5), ("user-2", 5)]
+        assert todo_api("seed", "--users", "1", "--tasks", "3", env=env).returncode == 0  # again: after those
+        rows = conn.execute(
+            "SELECT list_id, parent_id, position FROM tasks WHERE user_id = 'user-1' ORDER BY id"
+        ).fetchall()
+    assert {(list_id, parent_id) for list_id, parent_id, _ in rows} == {(None, None)}  # the inbox, top level
+    in_order = [position for _, _, position in rows]
+    assert len(in_order) == 8 and sorted(in_order) == in_order and len(set(in_order)) == 8  # each after the last
 
 
 def test_token_is_hs256_for_the_user_with_the_ttl():

@@ -182,8 +182,11 @@ _TAGS = ["home", "work", "errands", "health", "finance", "family", "urgent", "so
 
 
 def seed(users: int, tasks_per_user: int) -> list[str]:
-    """Insert realistic tasks for user-1 … user-N through the insert_task statement."""
+    """Insert realistic tasks for user-1 … user-N through the insert_task statement, each in the
+    user's inbox after the tasks already there."""
+    from .platform import positions
     from .platform.db import Database
+    from .tasks import tree
 
     database = Database(_database_url(), min_size=1, max_size=1, timeout=30, statement_timeout_ms=60_000)
     rng = random.Random(42)
@@ -192,6 +195,7 @@ def seed(users: int, tasks_per_user: int) -> list[str]:
     try:
         with database.transaction() as run:
             for user_id in user_ids:
+                position = tree.last_position(run, user_id, None, None)
                 for _ in range(tasks_per_user):
                     completed = rng.random() < 0.3
                     run.execute(
@@ -207,8 +211,12 @@ def seed(users: int, tasks_per_user: int) -> list[str]:
                             "recurrence": None,
                             "timezone": "UTC",
                             "remind_at": None,
+                            "list_id": None,
+                            "parent_id": None,
+                            "position": position,
                         },
                     )
+                    position = positions.between(position, None)
     finally:
         database.close()
     return user_ids
