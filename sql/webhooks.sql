@@ -59,11 +59,18 @@ WHERE user_id = %(user_id)s AND id = %(webhook_id)s
 RETURNING {webhook_columns};
 
 -- name: delete_webhook
--- Remove a webhook if the version still matches (its deliveries go with it: a cascading key); returns it.
-DELETE FROM webhooks
-WHERE user_id = %(user_id)s AND id = %(webhook_id)s
-  AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
-RETURNING {webhook_columns};
+-- Remove a webhook if the version still matches, and its deliveries with it, in one statement (no
+-- foreign key does it: migration 0013); returns the webhook.
+WITH gone AS (
+    DELETE FROM webhooks
+    WHERE user_id = %(user_id)s AND id = %(webhook_id)s
+      AND (%(expected_versions)s::integer[] IS NULL OR version = ANY(%(expected_versions)s::integer[]))
+    RETURNING {webhook_columns}
+), dropped AS (
+    DELETE FROM webhook_deliveries
+    WHERE user_id = %(user_id)s AND webhook_id IN (SELECT id FROM gone)
+)
+SELECT * FROM gone;
 
 -- name: insert_test_delivery
 -- Queue a webhook.test event for this webhook alone, its body %(payload)s; returns the delivery.
@@ -167,6 +174,14 @@ SELECT webhook_send_due_reminders(%(user_id)s) AS fired;
 -- Retention: ended deliveries older than %(retention_days)s, over every user.
 DELETE FROM webhook_deliveries
 WHERE status <> 'pending' AND ended_at < now() - make_interval(days => %(retention_days)s);
+
+-- name: forget_orphaned_deliveries
+-- Pending deliveries whose webhook is gone, over every user: a write's trigger that read the webhook
+-- just before its DELETE committed queued one the DELETE did not see (no claim ever takes it: claims
+-- join webhooks). Reads the pending deliveries through webhook_deliveries_due_idx.
+DELETE FROM webhook_deliveries d
+WHERE d.status = 'pending' AND d.next_attempt_at IS NOT NULL
+  AND NOT EXISTS (SELECT FROM webhooks w WHERE w.user_id = d.user_id AND w.id = d.webhook_id);
 
 -- name: forget_old_reminders
 -- Reminder markers past the 24-hour window can never matter again.

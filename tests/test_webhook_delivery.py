@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from conftest import make_settings, make_token, unguarded
+from conftest import connect, make_settings, make_token, unguarded
 from webhook_receiver import Answer, Receiver, running_receiver, running_tls_receiver, self_signed_certificate
 
 from todo_api import create_app
@@ -286,6 +286,29 @@ def test_a_deleted_webhooks_pending_deliveries_are_not_attempted(user, receiver,
     user.task()
     assert user.call("DELETE", f"/webhooks/{webhook['id']}").status_code == 200
     assert deliver_due(deliverer, user.user_id) == []
+    assert receiver.received == []
+
+
+def test_a_write_racing_its_webhooks_delete_succeeds_and_what_it_queued_is_forgotten(
+    user, receiver, deliverer, conn, database_url
+):
+    """The write's trigger reads the webhook while another transaction is deleting it: with a foreign
+    key the write waited for that DELETE and then failed on the key (migration 0013)."""
+    webhook = user.webhook(receiver.url + "/hook")
+    answers: list = []
+    with connect(database_url) as deleting:
+        deleting.execute("DELETE FROM webhooks WHERE user_id = %s AND id = %s", [user.user_id, webhook["id"]])
+        writer = threading.Thread(target=lambda: answers.append(user.call("POST", "/tasks", json={"title": "racing"})))
+        writer.start()
+        writer.join(timeout=10)  # with the key it waits here for the DELETE's commit
+        deleting.commit()
+    writer.join()
+    assert answers[0].status_code == 201, answers[0].json
+    (orphan,) = rows(conn, user.user_id)  # queued for the webhook the DELETE did not see it queue for
+    assert orphan["status"] == "pending" and orphan["webhook_id"] == webhook["id"]
+    assert deliver_due(deliverer, user.user_id) == []  # never attempted: its webhook is gone
+    deliverer.forget_old()
+    assert rows(conn, user.user_id) == []
     assert receiver.received == []
 
 

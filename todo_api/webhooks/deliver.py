@@ -39,6 +39,7 @@ QUERY_NAMES = (
     "find_users_with_reminder_webhooks",
     "send_due_reminders",
     "forget_ended_deliveries",
+    "forget_orphaned_deliveries",
     "forget_old_reminders",
 )
 LEASE_MARGIN_SECONDS = 5.0  # beyond WEBHOOK_TIMEOUT_SECONDS: recording the outcome
@@ -197,9 +198,11 @@ class Deliverer:
         return fired
 
     def forget_old(self) -> None:
-        """Retention: ended deliveries past WEBHOOK_RETENTION_DAYS, reminder marks past their window."""
+        """Retention: ended deliveries past WEBHOOK_RETENTION_DAYS, pending ones whose webhook is gone,
+        reminder marks past their window."""
         with self.database.transaction() as run:
             run.execute("forget_ended_deliveries", {"retention_days": self.settings.retention_days})
+            run.execute("forget_orphaned_deliveries", {})
             run.execute("forget_old_reminders", {})
 
     def run(self, stop: threading.Event) -> None:
