@@ -387,6 +387,7 @@ def main() -> int:
         if args.before:
             before_url = prepare_before(postgres.url(), args.before, args.per_transaction_settings)
             before_ids = seeded_task_ids(before_url)
+            before_tokens = personal_access_tokens(before_url, before_ids) if has_access_tokens(before_url) else None
             before = Server(
                 "gunicorn.conf.py",
                 "wsgi:app",
@@ -399,7 +400,10 @@ def main() -> int:
             servers.append(before)
             before.wait_ready("/healthz")
             scripts.update(
-                {f"{name} (before)": (before, lua_script(requests)) for name, requests in scenarios(before_ids).items()}
+                {
+                    f"{name} (before)": (before, lua_script(requests))
+                    for name, requests in scenarios(before_ids, before_tokens).items()
+                }
             )
         if cluster:
             (workdir / "citus").mkdir()
@@ -524,6 +528,12 @@ def seeded_task_ids(url: str) -> dict[str, list[int]]:
         for user_id, task_id in rows:
             task_ids.setdefault(user_id, []).append(task_id)
     return task_ids
+
+
+def has_access_tokens(url: str) -> bool:
+    """Whether the database at `url` (a --before checkout's) has personal access tokens' table."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT to_regclass('access_tokens') IS NOT NULL").fetchone()[0]
 
 
 def personal_access_tokens(url: str, task_ids: dict[str, list[int]]) -> dict[str, str]:
