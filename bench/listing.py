@@ -3,10 +3,11 @@
     .venv/bin/python bench/listing.py [--tasks 1000000] [--runs 50] [--plans PATH] [--table PATH]
 
 Starts a throwaway embedded PostgreSQL (durable=False) in a temporary directory, applies the
-migrations before 0003 (the listing indexes), seeds both users with bench/listing_seed.sql
-(realistic, deterministic data: see the comments there), applies the remaining migrations, which
-builds the listing indexes over the data as on an existing database, gives some tasks a reminder
-(bench/reminders_seed.sql, once 0006 has added remind_at), and runs VACUUM ANALYZE.
+migrations before 0003 (the listing indexes), seeds the users (1,000,000 tasks, 100, and 200 for
+issue 25) with bench/listing_seed.sql (realistic, deterministic data: see the comments there),
+applies the remaining migrations, which builds the listing indexes over the data as on an existing
+database, gives some tasks a reminder (bench/reminders_seed.sql, once 0006 has added remind_at) and
+lists and subtasks (bench/lists_seed.sql), and runs VACUUM ANALYZE.
 Then it measures GET /api/{user}/tasks through the real Flask app (create_app and its test client:
 auth, schema, SQL, JSON; no network) and prints the median latency per scenario and user, and the
 ratio (1,000,000-task user / 100-task user; / 200-task user for issue 25's lists listings). The page
