@@ -28,7 +28,13 @@ from todo_api.tasks import listing
 from todo_api.tasks.schemas import list_query
 
 SEED_SQL = (PROJECT_ROOT / "bench" / "listing_seed.sql").read_text()
-REMINDERS_SQL = (PROJECT_ROOT / "bench" / "reminders_seed.sql").read_text()
+# The reminders seed's UPDATE alone: it sets triggers aside around it for a 1,000,000-task fill, but
+# this database is shared with other tests, whose writes need those triggers; 2,000 rows need no speed.
+REMINDERS_SQL = next(
+    statement
+    for statement in (PROJECT_ROOT / "bench" / "reminders_seed.sql").read_text().split(";\n")
+    if "UPDATE tasks" in statement
+)
 USER_TASKS = 10_000
 NEIGHBOUR_TASKS = 2_000
 # A page of 20 may touch this many of the user's rows (rows read plus rows filtered out), in the
