@@ -36,15 +36,35 @@ DELETE FROM access_tokens
 WHERE user_id = %(user_id)s AND id = %(token_id)s
 RETURNING {access_token_columns};
 
--- name: find_access_token
--- The token presented on a request, by its owner and hash: one probe of the unique index. Run through
--- libpq directly (Database.fetch_values: every value as text), so it answers in plain values: whether
--- it has expired and whether its last-used minute is older than this one, by the database's clock,
--- the one its expiry was set by. The caller compares the hash again in constant time.
+-- fragment: access_token_lookup
+-- The token presented on a request, by its owner and hash: one probe of the unique index. It answers
+-- in plain values: whether it has expired and whether its last-used minute is older than this one, by
+-- the database's clock, the one its expiry was set by. The caller compares the hash again in constant
+-- time (auth/tokens/credentials.py).
 SELECT id, scopes, token_hash, expires_at <= now() AS expired,
        last_used_at IS NULL OR last_used_at < date_trunc('minute', now()) AS used_before_this_minute
 FROM access_tokens
-WHERE user_id = %(user_id)s AND token_hash = %(token_hash)s;
+WHERE user_id = %(user_id)s AND token_hash = %(token_hash)s
+
+-- name: find_access_token
+-- The lookup alone, run through libpq directly (Database.fetch_values: every value as text), for a
+-- request whose first statement cannot carry it (with_access_token).
+{access_token_lookup};
+
+-- name: with_access_token
+-- The lookup, carried by a read of the token's own user in the same statement, so that a GET with a
+-- personal access token makes one round trip, as with a JWT (Database.fetch_one, docs/tokens.md).
+-- {statement} is a named SELECT of the request; it runs only for a live token: no token row, no
+-- row at all; an expired token, its row with answered NULL. The newline before its closing
+-- parenthesis ends any comment on its last line.
+SELECT token.*, answer.*
+FROM ({access_token_lookup}) AS token
+LEFT JOIN LATERAL (
+    SELECT true AS answered, statement.*
+    FROM ({statement}
+    ) AS statement
+    WHERE NOT token.expired
+) AS answer ON true;
 
 -- name: touch_access_token
 -- Note the minute a token was last used: a write only when the stored minute is older, so at most

@@ -153,6 +153,16 @@ def test_the_database_tests_pass_through_pgbouncer_with_prepared_statements_off(
     )
 
 
+def test_personal_access_tokens_pass_through_pgbouncer_with_the_default_settings(pgbouncers):
+    """A read carries the token's lookup in its own statement (docs/tokens.md): with prepared
+    statements on and round robin, the carrier meets a server connection without its statement and
+    goes on unprepared, never acting before its answer."""
+    run_tests_through(
+        pgbouncers("todo_pgbouncer_tokens", server_round_robin="1"),
+        *("tests/test_tokens.py", "tests/test_token_lookup_order.py"),
+    )
+
+
 def test_migrate_and_rollback_run_again_and_again_through_pgbouncer(one_server_pgbouncer, monkeypatch):
     """yoyo's connection would prepare its statements under psycopg's names (_pg3_0, _pg3_1, ...),
     which stay on the server connection after it ends: the next run met "prepared statement

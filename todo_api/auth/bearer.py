@@ -16,13 +16,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import jwt
 from flask import Response, current_app, g, request
 
 from ..platform.config import Settings
-from ..platform.db import current_database
+from ..platform.db import PendingLookup, current_database, defer_lookup, settle_pending_lookup
 from ..platform.errors import ApiError
 from . import scopes
 from .jwks import JwksCache, JwksUnavailable
@@ -32,6 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 BARE_CHALLENGE = 'Bearer realm="api"'
 MAX_USER_ID_LENGTH = 255
+# A read of the token's own user may carry the lookup in its first statement's round trip: that
+# statement runs read-only, so a refused token's request has changed nothing when it is refused.
+DEFERRABLE_METHODS = frozenset({"GET", "HEAD"})
 VERIFIED_TOKENS_MAX_BYTES = 4 * 1024 * 1024  # per worker: about 10,000 tokens, whatever their length
 
 
@@ -209,36 +212,109 @@ def _bearer_token() -> str:
     return token
 
 
-def authenticate(path_user_id: str | None) -> str:
+def authenticate(path_user_id: str | None, *, may_defer: bool = False) -> str:
     """Verify the request's token (401), match its user to the path's (403), then check that the
-    token's scopes allow the request (403 insufficient_scope). `g.scopes` holds what it may do."""
+    token's scopes allow the request (403 insufficient_scope). `g.scopes` holds what it may do.
+
+    `may_defer`: a personal access token's lookup on a read of the token's own user's path may be
+    left for the request's first statement to carry in its round trip (_defer_lookup); the caller
+    then settles it before answering (require_user)."""
     token = _bearer_token()
     if credentials.is_personal(token):
-        try:
-            holder = credentials.check(current_database(), token)
-        except credentials.Refused as refused:
-            raise _unauthorized(str(refused)) from None
-        user_id, g.scopes = holder.user_id, holder.scopes
-    else:
-        verifier: TokenVerifier = current_app.extensions["todo_api.auth"]
-        user_id, g.scopes = verifier.verify(token), scopes.EVERY_SCOPE
+        return _authenticate_personal(token, path_user_id, may_defer)
+    verifier: TokenVerifier = current_app.extensions["todo_api.auth"]
+    user_id, g.scopes = verifier.verify(token), scopes.EVERY_SCOPE
     g.user_id = user_id
     if path_user_id is not None and path_user_id != user_id:
         raise ApiError(403)
     if path_user_id is not None:
-        scopes.check(g.scopes, scopes.needed(current_app.extensions["todo_api.scopes"], request.path, request.method))
+        scopes.check(g.scopes, _needed_scope())
     return user_id
 
 
+def _needed_scope() -> str | None:
+    return scopes.needed(current_app.extensions["todo_api.scopes"], request.path, request.method)
+
+
+def _authenticate_personal(token: str, path_user_id: str | None, may_defer: bool) -> str:
+    try:
+        presented = credentials.present(token)
+    except credentials.Refused as refused:
+        raise _unauthorized(str(refused)) from None
+    if may_defer and request.method in DEFERRABLE_METHODS and path_user_id == presented.user_id:
+        _defer_lookup(presented, _needed_scope())
+        return presented.user_id
+    try:
+        holder = credentials.check(current_database(), token)
+    except credentials.Refused as refused:
+        raise _unauthorized(str(refused)) from None
+    g.user_id, g.scopes = holder.user_id, holder.scopes
+    if path_user_id is not None and path_user_id != holder.user_id:
+        raise ApiError(403)
+    if path_user_id is not None:
+        scopes.check(holder.scopes, _needed_scope())
+    return holder.user_id
+
+
+def _defer_lookup(presented: credentials.Presented, needed: str | None) -> None:
+    """Leave the token's lookup for the request's first statement (db.PendingLookup): nothing of the
+    request is acted on before its answer is checked, and it is checked before any answer leaves."""
+    database = current_database()
+
+    def accept(holder: credentials.Holder) -> None:
+        g.user_id, g.scopes = holder.user_id, holder.scopes
+        try:
+            scopes.check(holder.scopes, needed)  # the path's user is the token's (checked before deferring)
+        except ApiError as refusal:
+            refuse(refusal)
+
+    def refuse(refusal: ApiError) -> NoReturn:
+        g.token_refusal = refusal  # kept, in case the view catches it: require_user raises it again
+        raise refusal
+
+    def settle(row: tuple[Any, ...] | None) -> Callable[[], None] | None:
+        try:
+            holder, stale = credentials.decide_row(presented, row)
+        except credentials.Refused as refused:
+            refuse(_unauthorized(str(refused)))
+        accept(holder)
+        return functools.partial(credentials.touch, database, holder) if stale else None
+
+    def settle_alone() -> None:
+        try:
+            holder = credentials.check_presented(database, presented)
+        except credentials.Refused as refused:
+            refuse(_unauthorized(str(refused)))
+        accept(holder)
+
+    defer_lookup(PendingLookup("with_access_token", presented.lookup_params(), settle, settle_alone))
+
+
 def require_user(view: F) -> F:
-    """Let the view run only for a valid token whose user is the path's {user_id}."""
+    """Let the view run only for a valid token whose user is the path's {user_id}. A personal access
+    token's deferred lookup is settled before the view's answer (or error) leaves: its verdict wins."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        authenticate(kwargs["user_id"])
-        return view(*args, **kwargs)
+        authenticate(kwargs["user_id"], may_defer=True)
+        try:
+            answer = view(*args, **kwargs)
+        except BaseException:
+            _settle_before_answering()  # a refused token's 401 or 403 replaces what the view raised
+            raise
+        _settle_before_answering()
+        return answer
 
     return wrapper  # type: ignore[return-value]
+
+
+def _settle_before_answering() -> None:
+    """Decide a deferred lookup no statement carried (alone, now); raise its refusal, even one
+    that a statement's round trip met and the view caught."""
+    settle_pending_lookup()
+    refusal = g.get("token_refusal")
+    if refusal is not None:
+        raise refusal
 
 
 def is_cors_preflight() -> bool:

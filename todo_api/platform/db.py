@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from flask import current_app
+from flask import current_app, g, has_request_context
 from psycopg import pq, sql
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import RowMaker, dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("todo_api.db")
@@ -54,6 +54,8 @@ SQL_DIR = _WHEEL_SQL_DIR if _WHEEL_SQL_DIR.is_dir() else _WHEEL_SQL_DIR.parent.p
 _BLOCK_LINE = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
 _NAMED_PARAMETER = re.compile(r"%\((\w+)\)s|%%")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# A statement a pending lookup may ride on (PendingLookup): a plain SELECT, without a locking clause.
+_PLAIN_SELECT = re.compile(r"\s*SELECT\b(?!.*\bFOR\s+(UPDATE|SHARE|NO\s+KEY|KEY\s+SHARE)\b)", re.IGNORECASE | re.DOTALL)
 
 Params = Mapping[str, Any]
 Row = dict[str, Any]
@@ -223,6 +225,7 @@ class Database:
         self._pool_pid: int | None = None
         self._watchdog = Watchdog(statement_timeout_ms / 1000)  # opened and closed with the pool
         self._raw_statements: dict[str, _RawStatement] = {}  # fetch_values's, compiled on first use
+        self._carriers: dict[tuple[str, str], sql.SQL | None] = {}  # carried_by's, composed on first use
         self._lock = threading.Lock()
         # Requests of this process waiting for a connection, and holding one (pool_stats). Counted here:
         # psycopg_pool forgets a waiter that timed out only when it next hands a connection out.
@@ -388,7 +391,10 @@ class Database:
         transaction changed the schema; ours never do), which a pooler sends to whichever server
         connection is free, destroying the statements other clients prepared there. What preparing
         would save is in docs/performance.md (figures behind the code).
+
+        A pending lookup (PendingLookup) is settled alone first: nothing in the block runs before it.
         """
+        settle_pending_lookup()
         with self._connection(pool_timeout) as conn, conn.cursor() as cur:
             conn.prepare_threshold = None
             if self.settings_are_defaults:
@@ -404,10 +410,12 @@ class Database:
             self._watched(conn, conn.commit)
 
     @contextmanager
-    def _one_statement(self, query: sql.Composable | str, params: Params, prepare: bool | None) -> Iterator[Cursor]:
+    def _one_statement(
+        self, query: sql.Composable | str, params: Params, prepare: bool | None, row_factory: Any = dict_row
+    ) -> Iterator[Cursor]:
         """Run one statement in its own transaction, in one round trip; yield the cursor holding its rows."""
         statement = self.queries[query] if isinstance(query, str) else query
-        with self._connection() as conn, conn.cursor() as cur:
+        with self._connection() as conn, conn.cursor(row_factory=row_factory) as cur:
             try:
                 self._watched(conn, self._pipeline, cur, statement, params, prepare)
             except _NOT_PREPARED_HERE as fault:
@@ -452,13 +460,54 @@ class Database:
         )
 
     def fetch_one(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> Row | None:
+        """The statement's first row, or None. A pending lookup (PendingLookup) rides in the same
+        statement when `query` names a plain SELECT (carried_by); it is settled alone first otherwise."""
+        lookup = _take_pending_lookup()
+        if lookup is not None:
+            carrier = self.carried_by(lookup, query, params)
+            if carrier is not None:
+                return self._fetch_one_carrying(lookup, carrier, {**params, **lookup.params}, prepare)
+            lookup.settle_alone()
         with self._one_statement(query, params, prepare) as cur:
             return cur.fetchone()
 
     def fetch_all(self, query: sql.Composable | str, params: Params, *, prepare: bool | None = None) -> list[Row]:
-        """`prepare=False`: plan with this call's values every time, never a generic plan (see tasks/listing.py)."""
+        """`prepare=False`: plan with this call's values every time, never a generic plan (see tasks/listing.py).
+        A pending lookup (PendingLookup) is settled alone first."""
+        settle_pending_lookup()
         with self._one_statement(query, params, prepare) as cur:
             return cur.fetchall()
+
+    def carried_by(self, lookup: PendingLookup, query: sql.Composable | str, params: Params) -> sql.SQL | None:
+        """The statement that runs `lookup` and the named statement `query` as one (the lookup's
+        `carrier` with `query` in its {statement} hole), or None where `query` cannot carry it: it is
+        not a named plain SELECT, or it gives a parameter the lookup also has another value."""
+        if not isinstance(query, str) or any(params.get(name, value) != value for name, value in lookup.params.items()):
+            return None
+        key = (lookup.carrier, query)
+        carrier = self._carriers.get(key)
+        if carrier is None and key not in self._carriers:
+            statement = self.queries[query].as_string()
+            if _PLAIN_SELECT.match(statement):
+                carrier = sql.SQL(self.queries[lookup.carrier].format(statement=sql.SQL(statement)).as_string())
+            self._carriers[key] = carrier
+        return carrier
+
+    def _fetch_one_carrying(
+        self, lookup: PendingLookup, carrier: sql.SQL, params: Params, prepare: bool | None
+    ) -> Row | None:
+        """fetch_one of `carrier`: the lookup's verdict first (raising to refuse: the read's row is
+        never seen), then the read's row. If the round trip fails, the lookup stays pending."""
+        try:
+            with self._one_statement(carrier, params, prepare, _lookup_and_answer) as cur:
+                found, answer = cur.fetchone() or (None, None)
+        except BaseException:
+            defer_lookup(lookup)  # unanswered: settled alone before the request's answer leaves
+            raise
+        then = lookup.settle(found)
+        if then is not None:
+            then()
+        return answer
 
     def ping(self) -> None:
         self.fetch_all(sql.SQL("SELECT 1"), {})
@@ -636,6 +685,58 @@ class Runner:
     def execute(self, query: sql.Composable | str, params: Params) -> int:
         self._cursor.execute(self._statement(query), params)
         return self._cursor.rowcount
+
+
+@dataclass(frozen=True)
+class PendingLookup:
+    """A lookup that decides whether the request may go on at all (a personal access token's,
+    auth/bearer.py), left for the request's first statement to carry, so that a read makes one round
+    trip, not two.
+
+    `carrier` names a statement with the lookup and a `{statement}` hole, for a named plain SELECT of
+    the request (Database.carried_by); its columns are the lookup's, then `answered`, then the read's.
+    `settle(row)` gets the lookup's row (None when none) and raises to refuse the request; it returns
+    what is left to do once the connection is handed back (or None). `settle_alone()` runs the lookup
+    by itself: before any other statement, and before the answer of a request that ran none."""
+
+    carrier: str
+    params: Params
+    settle: Callable[[tuple[Any, ...] | None], Callable[[], None] | None]
+    settle_alone: Callable[[], None]
+
+
+_PENDING = "todo_api_pending_lookup"
+
+
+def defer_lookup(lookup: PendingLookup) -> None:
+    """Leave `lookup` for this request's first statement (settle_pending_lookup before answering)."""
+    setattr(g, _PENDING, lookup)
+
+
+def _take_pending_lookup() -> PendingLookup | None:
+    return g.pop(_PENDING, None) if has_request_context() else None
+
+
+def settle_pending_lookup() -> None:
+    """Run this request's pending lookup alone, if no statement has carried it yet; raises to refuse."""
+    lookup = _take_pending_lookup()
+    if lookup is not None:
+        lookup.settle_alone()
+
+
+def _lookup_and_answer(cursor: psycopg.Cursor[Any]) -> RowMaker[tuple[tuple[Any, ...], Row | None]]:
+    """Rows of a carrier (PendingLookup): (the lookup's values, the read's row or None when it has none)."""
+    names = [column.name for column in cursor.description or ()]
+    if "answered" not in names:
+        return tuple_row(cursor)  # the per-transaction settings' row, before the carrier's in a pipeline
+    split = names.index("answered")  # the lookup's columns come first: the first is the carrier's
+    answer_names = names[split + 1 :]
+
+    def make(values: Any) -> tuple[tuple[Any, ...], Row | None]:
+        answer = dict(zip(answer_names, values[split + 1 :], strict=True)) if values[split] else None
+        return tuple(values[:split]), answer
+
+    return make
 
 
 def current_database() -> Database:

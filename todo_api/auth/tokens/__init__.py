@@ -10,5 +10,6 @@ QUERY_NAMES = (
     "list_access_tokens",
     "delete_access_token",
     "find_access_token",
+    "with_access_token",
     "touch_access_token",
 )

@@ -18,6 +18,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from ...platform.db import Database
 from ..scopes import granted
@@ -67,23 +68,72 @@ def user_of(token: str) -> str | None:
         return None
 
 
-def check(database: Database, token: str) -> Holder:
-    """The holder of a presented token, with one indexed lookup; Refused if it is unknown, revoked
-    or expired. Notes the minute of use when the stored one is older (at most a write a minute)."""
+@dataclass(frozen=True)
+class Presented:
+    """A presented token's user and hash: what its lookup asks for (`find_access_token`)."""
+
+    user_id: str
+    digest: bytes
+
+    def lookup_params(self) -> dict[str, str | bytes]:
+        return {"user_id": self.user_id, "token_hash": self.digest}
+
+
+def present(token: str) -> Presented:
+    """The lookup a presented token needs; Refused if it names no user."""
     user_id = user_of(token)
     if user_id is None:
         raise Refused("The token is malformed.")
-    digest = hash_token(token)
-    found = database.fetch_values("find_access_token", {"user_id": user_id, "token_hash": digest})
-    # The index found it by equality; the comparison that decides is the constant-time one.
-    if found is None or not hmac.compare_digest(found[2], b"\\x" + digest.hex().encode()):  # bytea as text
+    return Presented(user_id, hash_token(token))
+
+
+def check(database: Database, token: str) -> Holder:
+    """The holder of a presented token, with one indexed lookup of its own; Refused if it is unknown,
+    revoked or expired. Notes the minute of use when the stored one is older (at most a write a minute)."""
+    return check_presented(database, present(token))
+
+
+def check_presented(database: Database, presented: Presented) -> Holder:
+    """`check` for a token already parsed."""
+    found = database.fetch_values("find_access_token", presented.lookup_params())
+    if found is None:
         raise Refused("The token is unknown or was revoked.")
-    token_id, scopes, _, expired, used_before_this_minute = found
-    if expired == b"t":
+    token_id, scopes, stored_hash, expired, used_before_this_minute = found
+    holder, stale = decide(
+        presented,
+        (int(token_id), _granted(scopes), bytes.fromhex(stored_hash[2:].decode()), expired == b"t"),  # type: ignore[index,union-attr,arg-type]
+        used_before_this_minute == b"t",
+    )
+    if stale:
+        touch(database, holder)
+    return holder
+
+
+def decide(
+    presented: Presented, found: tuple[int, frozenset[str], bytes, bool] | None, stale: bool
+) -> tuple[Holder, bool]:
+    """The holder, from the lookup's row (id, scopes, hash, expired), and whether its last-used minute
+    needs a write (`stale`); Refused for no row, another hash or an expired token."""
+    # The index found it by equality; the comparison that decides is the constant-time one.
+    if found is None or not hmac.compare_digest(found[2], presented.digest):
+        raise Refused("The token is unknown or was revoked.")
+    token_id, scopes, _, expired = found
+    if expired:
         raise Refused("The token has expired.")
-    if used_before_this_minute == b"t":
-        database.fetch_one("touch_access_token", {"user_id": user_id, "token_id": int(token_id)})
-    return Holder(user_id, _granted(scopes), int(token_id))
+    return Holder(presented.user_id, scopes, token_id), stale
+
+
+def decide_row(presented: Presented, row: tuple[Any, ...] | None) -> tuple[Holder, bool]:
+    """`decide` for the lookup's row as psycopg reads it (its types: int, list, bytes, bool, bool)."""
+    if row is None:
+        return decide(presented, None, False)
+    token_id, scopes, stored_hash, expired, used_before_this_minute = row
+    return decide(presented, (token_id, granted(scopes), bytes(stored_hash), expired), used_before_this_minute)
+
+
+def touch(database: Database, holder: Holder) -> None:
+    """Note this minute as the token's last use (the statement's WHERE makes it once a minute)."""
+    database.fetch_one("touch_access_token", {"user_id": holder.user_id, "token_id": holder.token_id})
 
 
 @functools.lru_cache(maxsize=64)
