@@ -115,9 +115,10 @@ def test_a_read_carries_the_lookup_in_its_own_round_trip(api, app, monkeypatch):
         return real(self, query, params)
 
     monkeypatch.setattr(Database, "fetch_values", spy)
-    response = as_pat(api, token, path=f"/{task['id']}")
-    assert response.status_code == 200 and response.json["data"]["title"] == "One round trip"
-    assert alone == []  # the lookup went with get_task
+    for _ in range(12):  # past psycopg's prepare threshold (5): prepared, and on Citus a generic plan
+        response = as_pat(api, token, path=f"/{task['id']}")
+        assert response.status_code == 200 and response.json["data"]["title"] == "One round trip"
+    assert alone == []  # the lookup went with get_task, every time
     assert_error(as_pat(api, token, path="?limit=nope"), 400, "validation_error")
     assert alone == ["find_access_token"]  # no statement ran: the lookup alone, before the 400
 
