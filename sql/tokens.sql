@@ -39,9 +39,10 @@ RETURNING {access_token_columns};
 -- fragment: access_token_lookup
 -- The token presented on a request, by its owner and hash: one probe of the unique index. It answers
 -- in plain values: whether it has expired and whether its last-used minute is older than this one, by
--- the database's clock, the one its expiry was set by. The caller compares the hash again in constant
--- time (auth/tokens/credentials.py).
-SELECT id, scopes, token_hash, expires_at <= now() AS expired,
+-- the database's clock, the one its expiry was set by; its scopes as one text ("tasks:read webhooks"),
+-- cheaper to read than an array. The caller compares the hash again in constant time
+-- (auth/tokens/credentials.py).
+SELECT id, array_to_string(scopes, ' ') AS scopes, token_hash, expires_at <= now() AS expired,
        last_used_at IS NULL OR last_used_at < date_trunc('minute', now()) AS used_before_this_minute
 FROM access_tokens
 WHERE user_id = %(user_id)s AND token_hash = %(token_hash)s

@@ -167,7 +167,7 @@ def test_a_named_select_carries_the_lookup_and_answers_as_it_would_alone(app, ap
     assert recorder.settled_alone == 0
     assert len(recorder.settled) == 2
     for token_id, scopes, token_hash, expired, stale in recorder.settled:  # find_access_token's columns
-        assert isinstance(token_id, int) and scopes == ["tasks:read"]
+        assert isinstance(token_id, int) and scopes == "tasks:read"
         assert token_hash == params["token_hash"] and expired is False and isinstance(stale, bool)
 
 

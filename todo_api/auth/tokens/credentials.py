@@ -101,7 +101,7 @@ def check_presented(database: Database, presented: Presented) -> Holder:
     token_id, scopes, stored_hash, expired, used_before_this_minute = found
     holder, stale = decide(
         presented,
-        (int(token_id), _granted(scopes), bytes.fromhex(stored_hash[2:].decode()), expired == b"t"),  # type: ignore[index,union-attr,arg-type]
+        (int(token_id), _granted(scopes.decode()), bytes.fromhex(stored_hash[2:].decode()), expired == b"t"),  # type: ignore[index,union-attr,arg-type]
         used_before_this_minute == b"t",
     )
     if stale:
@@ -124,11 +124,11 @@ def decide(
 
 
 def decide_row(presented: Presented, row: tuple[Any, ...] | None) -> tuple[Holder, bool]:
-    """`decide` for the lookup's row as psycopg reads it (its types: int, list, bytes, bool, bool)."""
+    """`decide` for the lookup's row as psycopg reads it (its types: int, str, bytes, bool, bool)."""
     if row is None:
         return decide(presented, None, False)
     token_id, scopes, stored_hash, expired, used_before_this_minute = row
-    return decide(presented, (token_id, granted(scopes), bytes(stored_hash), expired), used_before_this_minute)
+    return decide(presented, (token_id, _granted(scopes), stored_hash, expired), used_before_this_minute)
 
 
 def touch(database: Database, holder: Holder) -> None:
@@ -137,6 +137,6 @@ def touch(database: Database, holder: Holder) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _granted(scopes_text: bytes) -> frozenset[str]:
-    """What a token may do, from its scopes as PostgreSQL writes a text[] (`{tasks:read,webhooks}`)."""
-    return granted(scopes_text.decode().strip("{}").split(","))
+def _granted(scopes_text: str) -> frozenset[str]:
+    """What a token may do, from its scopes as the lookup gives them (`tasks:read webhooks`)."""
+    return granted(scopes_text.split(" "))
