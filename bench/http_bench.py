@@ -3,13 +3,15 @@
 Starts a throwaway embedded PostgreSQL, seeds 20 users x 200 tasks, serves the API with
 `gunicorn -c gunicorn.conf.py wsgi:app` (2 workers) on 127.0.0.1, and drives it with wrk
 (16 connections) for each scenario: GET one task, the same with a personal access token instead of
-a JWT ("GET one (PAT)": its one lookup per request), GET the first page (limit 20), POST, PATCH.
-The floor, a bare Flask app under the same gunicorn settings, runs beside it; each round measures
-the floor and then every scenario, and a scenario's ratio is to the floor of its own round. A
+a JWT ("GET one (PAT)": its lookup rides in the read's statement), GET the first page (limit 20),
+POST, PATCH. The floor, a bare Flask app under the same gunicorn settings, runs beside it; each
+round measures the floor and every scenario (every other round in reverse order), and a scenario's
+ratio is to the floor of its own round. A
 second reference, "floor + SELECT 1", is the floor after one database round trip: what any
 endpoint reading PostgreSQL pays before its own code.
 Prints, as medians over the rounds: requests/s, p50/p99 latency, errors, the ratio to the floor;
-then each worker's peak RSS and where the CPU went per request (workers, PostgreSQL, wrk, idle).
+then each worker's peak RSS, where the CPU went per request (workers, PostgreSQL, wrk, idle), and
+the personal access token's CPU over the JWT's, round by round (issue 26's must-show).
 
     python bench/http_bench.py [--rounds 3] [--duration 6] [--connections 16] [--workers 2]
                                [--per-transaction-settings] [--citus]
@@ -310,6 +312,23 @@ def scenarios(task_ids: dict[str, list[int]], personal_tokens: dict[str, str] | 
     return {name: requests for name, requests in chosen.items() if requests}
 
 
+def print_personal_token_ratios(measured: dict[str, list[Result]]) -> None:
+    """Issue 26's must-show: a personal access token's CPU per request (workers + PostgreSQL) over a
+    JWT's on the same requests, round by round (the two ran minutes apart at most) and the median."""
+    for name, rounds in measured.items():
+        jwt_name = name.replace(" (PAT)", "")
+        if jwt_name == name or jwt_name not in measured:
+            continue
+        ratios = [
+            (pat.cpu_us["workers"] + pat.cpu_us["postgres"]) / (jwt.cpu_us["workers"] + jwt.cpu_us["postgres"])
+            for pat, jwt in zip(rounds, measured[jwt_name], strict=True)
+        ]
+        print(
+            f"\n{name} / {jwt_name}, CPU per request (workers + PostgreSQL): median {median(ratios):.2f}; "
+            f"each round {', '.join(f'{ratio:.2f}' for ratio in ratios)} (issue 26: within 1.10)"
+        )
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -426,7 +445,10 @@ def main() -> int:
             run_wrk(f"warm-up {name}", server, script, args.connections, WARM_UP_SECONDS, workdir)
         measured: dict[str, list[Result]] = {name: [] for name in scripts}
         for round_number in range(1, args.rounds + 1):
-            for name, (server, script) in scripts.items():
+            # Every other round runs the scenarios in reverse: a scenario is not always the one that
+            # follows another server's (cold caches), nor always before or after the one it is compared with.
+            order = list(scripts.items()) if round_number % 2 else list(reversed(scripts.items()))
+            for name, (server, script) in order:
                 measured[name].append(run_wrk(name, server, script, args.connections, args.duration, workdir))
             print(f"round {round_number} of {args.rounds} done", file=sys.stderr)
         peaks = service.worker_peak_rss_mb()
@@ -468,6 +490,7 @@ def main() -> int:
             f"| {r['name']} | {cpu['workers']:,.0f} | {cpu['postgres']:,.0f} | {cpu['wrk']:,.0f} | {cpu['idle']:,.0f} "
             f"| {cpu['workers'] + cpu['postgres'] + cpu['wrk']:,.0f} |"
         )
+    print_personal_token_ratios(measured)
     if cluster:
         print_side_by_side({r["name"]: r for r in results})
         print(f"\nPlans on the coordinator (one user of {TASKS_PER_USER} tasks):\n\n{plans}")
