@@ -4,6 +4,10 @@ A bearer credential is a JWT or a personal access token (`tdo_…`, tokens/crede
 /api/ authentication comes before everything else: 401 without a valid token, 403 when the token's
 user is not the path's {user_id}, 403 insufficient_scope when a personal access token lacks the
 scope the route needs (scopes.py), and only then routing errors (404, 405) and the view.
+
+A personal access token's lookup on a GET of its own user's path is left for the view's first
+statement to carry (platform/db.py, PendingLookup: one round trip, as with a JWT), and settled
+before the view's answer leaves, whatever it is (docs/tokens.md, "One statement for a read").
 """
 
 from __future__ import annotations
