@@ -67,6 +67,36 @@ def test_create_answers_201_with_location_etag_and_a_whsec_secret_shown_once(hoo
     assert stored["secret"] == webhook["secret"]
 
 
+def test_idempotency_key_creates_one_webhook_and_a_retry_gets_the_first_answer(hooks, conn):
+    headers = {"Idempotency-Key": "register-once"}
+    body = {"url": URL, "events": ["task.created"]}
+    first = hooks.request("POST", json=body, headers=headers)
+    again = hooks.request("POST", json={"events": ["task.created"], "url": URL}, headers=headers)  # equal as JSON
+    assert first.status_code == again.status_code == 201
+    assert again.json["data"] == first.json["data"] and "secret" in again.json["data"]
+    assert (again.headers["Location"], again.headers["ETag"]) == (first.headers["Location"], first.headers["ETag"])
+    assert again.json["meta"]["request_id"] != first.json["meta"]["request_id"]
+    conflict = hooks.request("POST", json={**body, "description": "other"}, headers=headers)
+    assert_error(conflict, 409, "idempotency_conflict")
+    assert hooks.api.post(json={"title": "A"}, headers=headers).status_code == 201  # another route: another request
+    rows = conn.execute("SELECT id FROM webhooks WHERE user_id = %s", [hooks.api.user_id]).fetchall()
+    assert [row["id"] for row in rows] == [first.json["data"]["id"]]
+
+
+def test_a_webhook_refused_with_an_idempotency_key_is_not_remembered(hooks, conn):
+    headers = {"Idempotency-Key": "fix-and-retry"}
+    error = assert_error(
+        hooks.request("POST", json={"url": "http://x/", "events": ["*"]}, headers=headers), 400, "validation_error"
+    )
+    assert list(error["details"]) == ["url"]
+    assert hooks.request("POST", json={"url": URL, "events": ["*"]}, headers=headers).status_code == 201
+    bad_key = hooks.request("POST", json={"url": URL, "events": ["*"]}, headers={"Idempotency-Key": "a b"})
+    assert list(assert_error(bad_key, 400, "validation_error")["details"]) == ["Idempotency-Key"]
+    assert (
+        conn.execute("SELECT count(*) FROM webhooks WHERE user_id = %s", [hooks.api.user_id]).fetchone()["count"] == 1
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [

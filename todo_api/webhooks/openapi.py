@@ -26,7 +26,7 @@ from .schemas import (
     WebhookSchema,
 )
 
-LIMIT_EXCEEDED = "WebhookLimitExceeded"
+CONFLICT = "WebhookConflict"
 WRITABLE = ("url", "events", "description", "active")
 URL = (
     "An absolute `https://` URL (`http://` only where `WEBHOOK_ALLOW_HTTP=true`), at most 2,048 characters, "
@@ -54,9 +54,10 @@ def add_to_spec(spec: APISpec, converter: Any) -> None:
     add_error_response(
         spec,
         409,
-        LIMIT_EXCEEDED,
-        ("limit_exceeded",),
-        "`limit_exceeded`: the user has 10 webhooks already; `error.details.limit` says so.",
+        CONFLICT,
+        ("limit_exceeded", "idempotency_conflict"),
+        "`limit_exceeded`: the user has 10 webhooks already; `error.details.limit` says so. "
+        "`idempotency_conflict`: an Idempotency-Key was reused with another body or is still in flight.",
     )
     _add_paths(spec)
 
@@ -149,14 +150,14 @@ def _add_paths(spec: APISpec) -> None:
             "post": {
                 "operationId": "create_webhook",
                 "summary": "Register a webhook",
-                "description": "`data.secret` (`whsec_…`) is shown in this answer only: receivers verify "
-                "signatures with it.",
+                "description": "`data.secret` (`whsec_…`) is shown in this answer only (and to a retry with "
+                "its Idempotency-Key, within 24 hours): receivers verify signatures with it.",
                 "tags": tags,
-                "parameters": owner,
+                "parameters": [*owner, "Idempotency-Key"],
                 "requestBody": {"required": True, "content": json_content("WebhookInput")},
                 "responses": {
                     "201": _answer("Registered; `Location` is its URL.", "WebhookEnvelope", created=True),
-                    **errors(*BODY_ERRORS, *API_ERRORS, own={409: LIMIT_EXCEEDED}),
+                    **errors(*BODY_ERRORS, *API_ERRORS, own={409: CONFLICT}),
                 },
             },
         },

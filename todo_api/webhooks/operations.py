@@ -14,11 +14,13 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from collections.abc import Callable
+
 from marshmallow import ValidationError
 from psycopg.types.json import Jsonb
 
-from ..platform import sealing
-from ..platform.db import Row, current_database
+from ..platform import idempotency, sealing
+from ..platform.db import Row, Runner, current_database
 from ..platform.errors import ApiError, invalid
 from .errors import too_many_webhooks, webhook_not_found
 from .schemas import dump_webhook
@@ -26,6 +28,9 @@ from .schemas import dump_webhook
 log = logging.getLogger("todo_api.webhooks")
 
 MAX_WEBHOOKS = 10
+# Idempotency keys are kept per user; a webhook's carry this prefix (hashed in), so that one key sent
+# to /tasks and to /webhooks names two requests (API.md §4).
+KEY_SCOPE = "webhooks"
 SECRET_BYTES = 32
 CURSOR = sealing.Purpose("webhook deliveries cursor")
 
@@ -53,13 +58,41 @@ def create_webhook(user_id: str, fields: dict[str, Any]) -> Row:
     """Register a webhook from loaded WebhookInputSchema `fields`; returns it with its secret. 409
     limit_exceeded past MAX_WEBHOOKS (two registrations at once are serialised, so neither slips past)."""
     with current_database().transaction() as run:
-        run.fetch_one("lock_user_webhooks", {"user_id": user_id})
-        webhook = run.fetch_one(
-            "insert_webhook", {**fields, "user_id": user_id, "secret": new_secret(), "limit": MAX_WEBHOOKS}
-        )
+        webhook = _insert(run, user_id, fields)
+    _log_write("webhook.created", user_id, webhook)
+    return webhook
+
+
+def create_webhook_once(
+    user_id: str,
+    fields: dict[str, Any],
+    key: str,
+    request_hash: str,
+    answer: Callable[[Row], idempotency.Remembered],
+) -> idempotency.Remembered:
+    """create_webhook at most once per Idempotency-Key (as tasks' create_task_once), the key scoped to
+    webhooks: returns `answer(webhook)`, or the answer remembered for the key (409 if it cannot be).
+    The remembered answer holds the secret, as the webhook's row does, for the key's 24 hours."""
+    scoped = f"{KEY_SCOPE}:{idempotency.body_hash(key)}"
+    with current_database().transaction() as run:
+        remembered = idempotency.claim(run, user_id, scoped, request_hash)
+        if remembered is not None:
+            return remembered
+        webhook = _insert(run, user_id, fields)
+        first = answer(webhook)
+        idempotency.remember(run, user_id, scoped, first)
+    _log_write("webhook.created", user_id, webhook)
+    return first
+
+
+def _insert(run: Runner, user_id: str, fields: dict[str, Any]) -> Row:
+    """Insert the webhook under the user's lock; 409 limit_exceeded past MAX_WEBHOOKS (nothing written)."""
+    run.fetch_one("lock_user_webhooks", {"user_id": user_id})
+    webhook = run.fetch_one(
+        "insert_webhook", {**fields, "user_id": user_id, "secret": new_secret(), "limit": MAX_WEBHOOKS}
+    )
     if webhook is None:
         raise too_many_webhooks(MAX_WEBHOOKS)
-    _log_write("webhook.created", user_id, webhook)
     return webhook
 
 

@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 
 from ..auth import scopes
 from ..auth.bearer import require_user
+from ..platform import idempotency
 from ..platform.db import Row
 from ..platform.errors import invalid
 from ..platform.fields import format_timestamp
@@ -37,10 +38,23 @@ def list_webhooks(user_id: str) -> Response:
 @bp.post("")
 @require_user
 def create_webhook(user_id: str) -> Response:
-    """Register a webhook. 201 with Location, ETag and the secret (shown this once); 400, 409, 413, 415."""
-    webhook = operations.create_webhook(user_id, load_body(webhook_input.load, json_body()))
-    location = url_for("webhooks.get_webhook", user_id=user_id, webhook_id=webhook["id"])
-    return _webhook_response(webhook, 201, {"Location": location})
+    """Register a webhook; with Idempotency-Key, at most once per key (a retry gets the first response
+    again, secret included). 201 with Location, ETag and the secret; 400, 409 (limit_exceeded,
+    idempotency_conflict), 413, 415."""
+    key = idempotency.key_from_request()
+    body = json_body()
+    fields = load_body(webhook_input.load, body)
+    if key is None:
+        created = _created(operations.create_webhook(user_id, fields))
+    else:
+        created = operations.create_webhook_once(user_id, fields, key, idempotency.body_hash(body), _created)
+    return json_response(created.data, created.status, {"Location": created.location, "ETag": created.etag})
+
+
+def _created(webhook: Row) -> idempotency.Remembered:
+    """A create's answer: 201 with the webhook and its secret, its URL and its ETag."""
+    location = url_for("webhooks.get_webhook", user_id=webhook["user_id"], webhook_id=webhook["id"])
+    return idempotency.Remembered(201, dump_webhook(webhook), location, etag(webhook["version"]))
 
 
 @bp.get(f"/{WEBHOOK_ID}")
