@@ -124,6 +124,19 @@ def test_name_and_scopes_are_required(api, conn, missing):
     assert stored(conn, api.user_id) == []
 
 
+def test_idempotency_key_is_ignored_no_token_is_kept_to_replay(api, conn):
+    """docs/tokens.md: replaying the first answer would mean keeping the token; a retry makes another."""
+    headers = {**jwt_headers(api), "Idempotency-Key": "mint-once"}
+    payload = {"name": "cron job", "scopes": ["tasks:read"]}
+    first, again = (api.client.post(tokens_path(api), json=payload, headers=headers) for _ in range(2))
+    assert first.status_code == again.status_code == 201
+    assert first.json["data"]["token"] != again.json["data"]["token"]
+    assert len(stored(conn, api.user_id)) == 2
+    assert (
+        conn.execute("SELECT count(*) FROM idempotency_keys WHERE user_id = %s", [api.user_id]).fetchone()["count"] == 0
+    )
+
+
 def test_a_100_character_name_is_accepted(api):
     assert created(api, name="n" * 100)["name"] == "n" * 100
 
