@@ -8,13 +8,12 @@ import base64
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
-
-from collections.abc import Callable
 
 from marshmallow import ValidationError
 from psycopg.types.json import Jsonb
