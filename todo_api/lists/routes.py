@@ -10,7 +10,15 @@ from ..auth import scopes
 from ..auth.bearer import require_user
 from ..platform import idempotency
 from ..platform.db import Row
-from ..platform.http import etag, expected_versions, if_none_match, json_body, json_response, load_body, not_modified
+from ..platform.http import (
+    etag,
+    expected_versions,
+    json_body,
+    json_response,
+    load_body,
+    read_response,
+    versioned_response,
+)
 from . import operations
 from .schemas import dump_list, list_input, list_move, list_patch
 
@@ -20,8 +28,8 @@ scopes.declare(bp, read=scopes.READ, write=scopes.WRITE)
 LIST_ID = "<list_id:list_id>"  # the converter is platform.http.IdConverter
 
 
-def _list_response(found: Row, status: int = 200, headers: dict[str, str] | None = None, **meta: Any) -> Response:
-    return json_response(dump_list(found), status, {"ETag": etag(found["version"]), **(headers or {})}, **meta)
+def _list_response(found: Row, **meta: Any) -> Response:
+    return versioned_response(dump_list(found), found["version"], **meta)
 
 
 def _created(created: Row) -> idempotency.Remembered:
@@ -57,11 +65,7 @@ def create_list(user_id: str) -> Response:
 @require_user
 def get_list(user_id: str, list_id: int) -> Response:
     """Read one list. 200 with ETag; 304 when If-None-Match matches; 404."""
-    found = operations.get_list(user_id, list_id)
-    current = etag(found["version"])
-    if if_none_match(current):
-        return not_modified(current)
-    return _list_response(found)
+    return read_response(operations.get_list(user_id, list_id), dump_list)
 
 
 @bp.patch(f"/{LIST_ID}")

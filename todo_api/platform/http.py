@@ -127,3 +127,19 @@ def if_none_match(current: str) -> bool:
 def not_modified(current: str) -> Response:
     """304: the client's copy, tagged `current`, is still the resource's."""
     return current_app.response_class(status=304, headers={"ETag": current})
+
+
+def versioned_response(
+    data: Any, version: int, status: int = 200, headers: dict[str, str] | None = None, **meta: Any
+) -> Response:
+    """A success envelope carrying one versioned resource (a task, a list, a webhook), its ETag beside it."""
+    return json_response(data, status, {"ETag": etag(version), **(headers or {})}, **meta)
+
+
+def read_response(row: dict[str, Any], dump: Callable[[dict[str, Any]], Any]) -> Response:
+    """GET of one versioned resource: 304 when If-None-Match names its version, else 200 with
+    `dump(row)` and its ETag."""
+    current = etag(row["version"])
+    if if_none_match(current):
+        return not_modified(current)
+    return json_response(dump(row), headers={"ETag": current})

@@ -16,11 +16,11 @@ from ..platform.http import (
     NO_BODY,
     etag,
     expected_versions,
-    if_none_match,
     json_body,
     json_response,
     load_body,
-    not_modified,
+    read_response,
+    versioned_response,
 )
 from . import operations
 from .schemas import (
@@ -39,8 +39,8 @@ scopes.declare(bp, read=scopes.READ, write=scopes.WRITE)
 TASK_ID = "<task_id:task_id>"  # the converter is platform.http.IdConverter
 
 
-def _task_response(task: Row, status: int = 200, headers: dict[str, str] | None = None, **meta: Any) -> Response:
-    return json_response(dump_task(task), status, {"ETag": etag(task["version"]), **(headers or {})}, **meta)
+def _task_response(task: Row, **meta: Any) -> Response:
+    return versioned_response(dump_task(task), task["version"], **meta)
 
 
 def _written_response(written: operations.Written) -> Response:
@@ -90,11 +90,7 @@ def create_task(user_id: str) -> Response:
 @require_user
 def get_task(user_id: str, task_id: int) -> Response:
     """Read one task. 200 with ETag; 304 when If-None-Match matches; 404."""
-    task = operations.get_task(user_id, task_id)
-    current = etag(task["version"])
-    if if_none_match(current):
-        return not_modified(current)
-    return _task_response(task)
+    return read_response(operations.get_task(user_id, task_id), dump_task)
 
 
 @bp.put(f"/{TASK_ID}")

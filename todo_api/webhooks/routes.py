@@ -13,7 +13,15 @@ from ..platform import idempotency
 from ..platform.db import Row
 from ..platform.errors import invalid
 from ..platform.fields import format_timestamp
-from ..platform.http import etag, expected_versions, if_none_match, json_body, json_response, load_body, not_modified
+from ..platform.http import (
+    etag,
+    expected_versions,
+    json_body,
+    json_response,
+    load_body,
+    read_response,
+    versioned_response,
+)
 from . import operations
 from .schemas import deliveries_query, dump_delivery, dump_webhook, webhook_input, webhook_patch
 
@@ -23,8 +31,8 @@ scopes.declare(bp, scopes.WEBHOOKS)  # every method: a token needs the webhooks 
 WEBHOOK_ID = "<webhook_id:webhook_id>"  # the converter is platform.http.IdConverter
 
 
-def _webhook_response(webhook: Row, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return json_response(dump_webhook(webhook), status, {"ETag": etag(webhook["version"]), **(headers or {})})
+def _webhook_response(webhook: Row) -> Response:
+    return versioned_response(dump_webhook(webhook), webhook["version"])
 
 
 @bp.get("")
@@ -61,11 +69,7 @@ def _created(webhook: Row) -> idempotency.Remembered:
 @require_user
 def get_webhook(user_id: str, webhook_id: int) -> Response:
     """Read one webhook. 200 with ETag; 304 when If-None-Match matches; 404."""
-    webhook = operations.get_webhook(user_id, webhook_id)
-    current = etag(webhook["version"])
-    if if_none_match(current):
-        return not_modified(current)
-    return _webhook_response(webhook)
+    return read_response(operations.get_webhook(user_id, webhook_id), dump_webhook)
 
 
 @bp.patch(f"/{WEBHOOK_ID}")
