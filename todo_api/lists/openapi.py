@@ -6,7 +6,7 @@ from typing import Any
 
 from apispec import APISpec
 
-from ..platform.apidoc import API_ERRORS, BODY_ERRORS, add_error_response, envelope, errors, json_content
+from ..platform.apidoc import API_ERRORS, BODY_ERRORS, add_error_response, envelope, errors, json_content, not_modified
 from ..platform.http import MAX_ID
 from .errors import MAX_LISTS
 from .schemas import READ_ONLY_FIELDS, ListInputSchema, ListMoveSchema, ListPatchSchema, ListSchema
@@ -127,10 +127,7 @@ def _add_paths(spec: APISpec) -> None:
                 "parameters": [*one, "If-None-Match"],
                 "responses": {
                     "200": _answer("The list."),
-                    "304": {
-                        "description": "`If-None-Match` matched: the list has not changed. No body.",
-                        "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
-                    },
+                    "304": not_modified("the list"),
                     **errors(404, *API_ERRORS),
                 },
             },

@@ -256,6 +256,14 @@ def text_rules(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
     return {"pattern": NOT_BLANK if must_have_text else NO_NUL}
 
 
+def not_modified(noun: str) -> dict[str, Any]:
+    """The 304 of a GET of one versioned resource (`noun`: "the task") under If-None-Match."""
+    return {
+        "description": f"`If-None-Match` matched: {noun} has not changed. No body.",
+        "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
+    }
+
+
 def json_content(schema: str | dict[str, Any]) -> dict[str, Any]:
     return {JSON: {"schema": schema}}
 

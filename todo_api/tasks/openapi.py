@@ -6,7 +6,15 @@ from typing import Any
 
 from apispec import APISpec
 
-from ..platform.apidoc import API_ERRORS, BODY_ERRORS, add_query_parameters, envelope, errors, json_content
+from ..platform.apidoc import (
+    API_ERRORS,
+    BODY_ERRORS,
+    add_query_parameters,
+    envelope,
+    errors,
+    json_content,
+    not_modified,
+)
 from ..platform.http import MAX_ID
 from .recurrence import MAX_RULE_LENGTH, zone_names
 from .schemas import (
@@ -335,10 +343,7 @@ def _add_paths(spec: APISpec) -> None:
                 "parameters": [*one_task, "If-None-Match"],
                 "responses": {
                     "200": _task_answer("The task."),
-                    "304": {
-                        "description": "`If-None-Match` matched: the task has not changed. No body.",
-                        "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
-                    },
+                    "304": not_modified("the task"),
                     **errors(404, *API_ERRORS),
                 },
             },

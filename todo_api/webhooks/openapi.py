@@ -14,6 +14,7 @@ from ..platform.apidoc import (
     envelope,
     errors,
     json_content,
+    not_modified,
 )
 from ..platform.http import MAX_ID
 from .schemas import (
@@ -172,10 +173,7 @@ def _add_paths(spec: APISpec) -> None:
                 "parameters": [*one, "If-None-Match"],
                 "responses": {
                     "200": _answer("The webhook.", "WebhookEnvelope"),
-                    "304": {
-                        "description": "`If-None-Match` matched. No body.",
-                        "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
-                    },
+                    "304": not_modified("the webhook"),
                     **errors(404, *API_ERRORS),
                 },
             },
