@@ -55,6 +55,8 @@ _BLOCK_LINE = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
 _NAMED_PARAMETER = re.compile(r"%\((\w+)\)s|%%")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # A statement a pending lookup may ride on (PendingLookup): a plain SELECT, without a locking clause.
+# It runs for a live token before the token's scopes are checked, so it must be a read with no side
+# effect (no advisory lock, no nextval): every fetch_one of a named SELECT in a GET view is one.
 _PLAIN_SELECT = re.compile(r"\s*SELECT\b(?!.*\bFOR\s+(UPDATE|SHARE|NO\s+KEY|KEY\s+SHARE)\b)", re.IGNORECASE | re.DOTALL)
 
 Params = Mapping[str, Any]
