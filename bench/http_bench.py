@@ -314,18 +314,20 @@ def scenarios(task_ids: dict[str, list[int]], personal_tokens: dict[str, str] | 
 
 def print_personal_token_ratios(measured: dict[str, list[Result]]) -> None:
     """Issue 26's must-show: a personal access token's CPU per request (workers + PostgreSQL) over a
-    JWT's on the same requests, round by round (the two ran minutes apart at most) and the median."""
+    JWT's on the same requests, round by round (the two ran minutes apart at most) and the median;
+    then the ratio of each one's least CPU over the rounds (a round disturbed by the machine costs
+    more, never less, so the least is each one's own cost most nearly)."""
     for name, rounds in measured.items():
         jwt_name = name.replace(" (PAT)", "")
         if jwt_name == name or jwt_name not in measured:
             continue
-        ratios = [
-            (pat.cpu_us["workers"] + pat.cpu_us["postgres"]) / (jwt.cpu_us["workers"] + jwt.cpu_us["postgres"])
-            for pat, jwt in zip(rounds, measured[jwt_name], strict=True)
-        ]
+        pat_cpu = [r.cpu_us["workers"] + r.cpu_us["postgres"] for r in rounds]
+        jwt_cpu = [r.cpu_us["workers"] + r.cpu_us["postgres"] for r in measured[jwt_name]]
+        ratios = [pat / jwt for pat, jwt in zip(pat_cpu, jwt_cpu, strict=True)]
         print(
-            f"\n{name} / {jwt_name}, CPU per request (workers + PostgreSQL): median {median(ratios):.2f}; "
-            f"each round {', '.join(f'{ratio:.2f}' for ratio in ratios)} (issue 26: within 1.10)"
+            f"\n{name} / {jwt_name}, CPU per request (workers + PostgreSQL), issue 26 asks for 1.10 at most: "
+            f"median {median(ratios):.2f} (each round {', '.join(f'{ratio:.2f}' for ratio in ratios)}); "
+            f"least over the rounds {min(pat_cpu):,.0f} / {min(jwt_cpu):,.0f} µs = {min(pat_cpu) / min(jwt_cpu):.2f}"
         )
 
 
