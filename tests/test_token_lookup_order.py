@@ -73,6 +73,9 @@ def test_a_refused_tokens_reads_return_no_task_data(api, conn, kind):
         response = api.client.get(api.base + path, headers={"Authorization": f"Bearer {token}", **headers})
         assert_invalid_token(response)
         assert b"Secret plans" not in response.get_data()
+    head = api.client.head(f"{api.base}/{task['id']}", headers={"Authorization": f"Bearer {token}"})
+    assert head.status_code == 401 and 'error="invalid_token"' in head.headers["WWW-Authenticate"]
+    assert "ETag" not in head.headers
 
 
 def test_a_read_tokens_writes_are_403_and_write_nothing(api, conn):
