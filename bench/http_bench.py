@@ -587,7 +587,7 @@ def citus_plans(url: str, user_id: str) -> str:
         "list_tasks (GET /tasks?limit=20)": (page, {**values, "user_id": user_id, "page_size": 21}),
         "sync_changes (GET /sync, first page)": (
             queries["sync_changes"],
-            {"user_id": user_id, "after": 0, "with_deleted": True, "page_size": 201, "retention_days": 30},
+            {"user_id": user_id, "after": 0, "deleted_after": None, "page_size": 201, "retention_days": 30},
         ),
     }
     explain = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) {}")
