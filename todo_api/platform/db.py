@@ -219,6 +219,11 @@ class Database:
         # None until a connection has been checked; True while every checked one starts with the
         # settings as defaults (no per-transaction settings then); False for good after one that does not.
         self.settings_are_defaults: bool | None = None
+        # Whether a pending lookup rides in a read's statement (carried_by). Not on a Citus coordinator:
+        # there a statement over two tables is planned in full on every run (Citus's fast path takes
+        # one table), which cost PostgreSQL 720 µs a read against 345 for the lookup on its own
+        # (make bench-citus, docs/tokens.md). Set by each new connection.
+        self.carries_lookups = True
         # DB_PREPARED_STATEMENTS=false: never prepare. Otherwise prepare until the first sign of a
         # pooler that cannot carry prepared statements (see _stop_preparing).
         self._prepare_threshold: int | None = PREPARE_THRESHOLD if prepared_statements else None
@@ -318,6 +323,7 @@ class Database:
         if not _number_prepared_statements_uniquely(conn):
             self._prepare_threshold = None
         conn.prepare_threshold = self._prepare_threshold
+        self.carries_lookups = not _is_citus_coordinator(conn)
         holds = defaults_hold(conn, self.statement_timeout_ms)
         with self._lock:
             was = self.settings_are_defaults
@@ -483,8 +489,11 @@ class Database:
     def carried_by(self, lookup: PendingLookup, query: sql.Composable | str, params: Params) -> sql.SQL | None:
         """The statement that runs `lookup` and the named statement `query` as one (the lookup's
         `carrier` with `query` in its {statement} hole), or None where `query` cannot carry it: it is
-        not a named plain SELECT, or it gives a parameter the lookup also has another value."""
-        if not isinstance(query, str) or any(params.get(name, value) != value for name, value in lookup.params.items()):
+        not a named plain SELECT, or it gives a parameter the lookup also has another value; or the
+        database is a Citus coordinator (carries_lookups)."""
+        if not self.carries_lookups or not isinstance(query, str):
+            return None
+        if any(params.get(name, value) != value for name, value in lookup.params.items()):
             return None
         key = (lookup.carrier, query)
         carrier = self._carriers.get(key)
@@ -604,6 +613,14 @@ def defaults_hold(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> b
         and timeout_source in EVERY_CONNECTION
         and found["TimeZone"][0] in UTC_NAMES
     )
+
+
+def _is_citus_coordinator(conn: psycopg.Connection[Any]) -> bool:
+    """Whether `conn`'s database has the citus extension (todo-api migrate creates it on a coordinator)."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
+        found = cur.fetchone()
+    return bool(found and found[0])
 
 
 @dataclass(frozen=True)
