@@ -36,8 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 BARE_CHALLENGE = 'Bearer realm="api"'
 MAX_USER_ID_LENGTH = 255
-# A read of the token's own user may carry the lookup in its first statement's round trip: that
-# statement runs read-only, so a refused token's request has changed nothing when it is refused.
+# A read of the token's own user may carry the lookup in its first statement: only a plain SELECT
+# carries it (Database.carried_by), anything else runs after it, so a refused token changes nothing.
 DEFERRABLE_METHODS = frozenset({"GET", "HEAD"})
 VERIFIED_TOKENS_MAX_BYTES = 4 * 1024 * 1024  # per worker: about 10,000 tokens, whatever their length
 
